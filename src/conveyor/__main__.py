@@ -1,0 +1,3 @@
+from conveyor.cli.app import main
+
+main()

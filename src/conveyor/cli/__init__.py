@@ -1,0 +1,1 @@
+"""Faces: the `conveyor` command. Thin over the services; imports heavy modules lazily."""

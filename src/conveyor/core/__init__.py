@@ -1,0 +1,1 @@
+"""Ground layer: settings, the error family and logging. Imports nothing above it."""

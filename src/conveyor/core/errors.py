@@ -1,0 +1,57 @@
+"""The one error family. Every error a user can cause says what went wrong and what to do.
+
+The CLI prints `str(error)` on one line and exits with `exit_code`; the API maps the same
+errors to 4xx answers. Anything that is not a `ConveyorError` is a bug in Conveyor.
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base of every error Conveyor raises on purpose."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class ConfigError(ConveyorError):
+    """conveyor.toml or a CONVEYOR_* variable is malformed or names an unknown setting."""
+
+
+class InvalidURLError(ConveyorError):
+    """A metadata or object-store URL Conveyor cannot use."""
+
+
+class WorkspaceNotFoundError(ConveyorError):
+    """No workspace at the given path, in CONVEYOR_HOME or up the directory tree."""
+
+
+class WorkspaceExistsError(ConveyorError):
+    """`init` was pointed at a folder that already holds a workspace."""
+
+
+class MissingExtraError(ConveyorError):
+    """An optional dependency (s3fs, psycopg, ray...) is needed but not installed."""
+
+
+class MetadataUnreachableError(ConveyorError):
+    """The metadata database cannot be opened or does not answer."""
+
+
+class ObjectStoreUnreachableError(ConveyorError):
+    """The object store (folder or bucket) cannot be read or written."""
+
+
+class ObjectNotFoundError(ConveyorError):
+    """No object is stored under the requested content address."""
+
+
+class ObjectCorruptedError(ConveyorError):
+    """An object's bytes no longer hash to its address: storage lost or altered them."""

@@ -1,0 +1,1 @@
+"""Ground layer: the object store (bytes) and the metadata store (the index over them)."""
