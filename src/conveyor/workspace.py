@@ -7,6 +7,7 @@ Open one from a folder holding `conveyor.toml` (found from an explicit path, fro
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import platform
@@ -14,7 +15,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 from sqlalchemy import func, select
@@ -24,7 +25,10 @@ from conveyor.core.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
 from conveyor.core.errors import ConveyorError, WorkspaceExistsError, WorkspaceNotFoundError
 from conveyor.storage.metadata import MetadataStore
 from conveyor.storage.objects import ObjectStore, StoredObject
-from conveyor.storage.tables import ObjectRecord, WorkspaceInfo
+from conveyor.storage.tables import ObjectRecord, WorkspaceInfo, index_objects
+
+if TYPE_CHECKING:
+    from conveyor.data.catalog import Datasets
 
 HOME_ENV = "CONVEYOR_HOME"
 
@@ -122,6 +126,13 @@ class Workspace:
             if s.get(WorkspaceInfo, "workspace_id") is None:
                 s.add_all(WorkspaceInfo(key=k, value=v) for k, v in facts.items())
 
+    @functools.cached_property
+    def datasets(self) -> Datasets:
+        """Versioned datasets: `ws.datasets.ingest(...)`, `ws.datasets.get("digits@v2")`."""
+        from conveyor.data.catalog import Datasets
+
+        return Datasets(self.meta, self.objects)
+
     # -- objects with their index rows ------------------------------------------------------
 
     def put_object(
@@ -132,8 +143,7 @@ class Workspace:
             self.objects.put_file(data) if isinstance(data, Path) else self.objects.put_bytes(data)
         )
         with self.meta.write() as s:
-            if s.get(ObjectRecord, stored.digest) is None:
-                s.add(ObjectRecord(digest=stored.digest, size=stored.size, media_type=media_type))
+            index_objects(s, [(stored.digest, stored.size)], media_type)
         return stored
 
     def get_object(self, digest: str) -> bytes:

@@ -57,9 +57,16 @@ def test_team_workspace_on_postgres_and_s3(
     cli: Cli, pg_url: str, s3_bucket: str, s3_endpoint: str
 ) -> None:
     made = cli(
-        "init", "team", "--meta", pg_url, "--objects", f"s3://{s3_bucket}/conveyor",
-        "--endpoint-url", s3_endpoint, "--json",
-    )  # fmt: skip
+        "init",
+        "team",
+        "--meta",
+        pg_url,
+        "--objects",
+        f"s3://{s3_bucket}/conveyor",
+        "--endpoint-url",
+        s3_endpoint,
+        "--json",
+    )
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["objects"] == f"s3://{s3_bucket}/conveyor"
     status = cli("-w", "team", "status", "--json")

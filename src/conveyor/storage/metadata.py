@@ -195,12 +195,12 @@ class MetadataStore:
 
 
 def _alembic_config() -> Any:
+    """Migrations live in `conveyor/migrations`: they span every layer's tables, so they
+    sit at the top of the package; storage only needs their location, not their code."""
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option(
-        "script_location", str(resources.files("conveyor.storage") / "migrations")
-    )
+    config.set_main_option("script_location", str(resources.files("conveyor") / "migrations"))
     return config
 
 

@@ -51,7 +51,8 @@ class ObjectStore:
         protocol, path = fsspec.core.split_protocol(self.url)
         self.protocol = protocol or "file"
         self.is_local = self.protocol in ("file", "local")
-        options = dict(options or {})
+        self.options = dict(options or {})  # as given, so worker processes can reopen the store
+        options = dict(self.options)
         if self.protocol in _EXTRAS:
             # Another process may write any moment: never answer "exists?" from a stale listing.
             options.setdefault("use_listings_cache", False)

@@ -6,10 +6,12 @@ object is only written after the object is whole in the store.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
 def utcnow() -> datetime:
@@ -36,3 +38,19 @@ class ObjectRecord(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     media_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def index_objects(session: Session, stored: Iterable[tuple[str, int]], media_type: str) -> None:
+    """Add index rows for objects already whole in the store; existing rows are kept.
+
+    `INSERT ... ON CONFLICT DO NOTHING` so concurrent writers of the same bytes never fail.
+    """
+    rows = [
+        {"digest": d, "size": s, "media_type": media_type, "created_at": utcnow()}
+        for d, s in dict(stored).items()
+    ]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(ObjectRecord).values(rows).on_conflict_do_nothing())

@@ -1,7 +1,11 @@
-"""Alembic environment: always handed a live connection by MetadataStore.upgrade()."""
+"""Alembic environment: always handed a live connection by MetadataStore.upgrade().
+
+Every layer's table module is imported here so `Base.metadata` holds all tables.
+"""
 
 from alembic import context
 
+import conveyor.data.records  # noqa: F401  (registers the dataset tables)
 from conveyor.storage.tables import Base
 
 connection = context.config.attributes["connection"]

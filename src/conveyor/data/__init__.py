@@ -1,0 +1,1 @@
+"""Data layer: versioned datasets (manifests over Parquet shards), prepare ops and checks."""

@@ -1,1 +1,0 @@
-"""Alembic migrations for the metadata schema; run by MetadataStore.upgrade()."""
