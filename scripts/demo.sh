@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# `make demo`: create a fresh workspace and show what Conveyor does so far.
+# `make demo`: create a fresh workspace and walk through what Conveyor does so far:
+# scikit-learn's digits as PNG files -> ingest -> dedupe -> split -> check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VENV:-.venv}"
-conveyor="$venv/bin/conveyor"
+conveyor="$(pwd)/$venv/bin/conveyor"
 demo="demo-workspace"
 
+run() { echo; echo "\$ $*"; "$@"; }
+
 rm -rf "$demo"
-echo "\$ conveyor init $demo"
-"$conveyor" init "$demo"
-echo
-echo "\$ conveyor -w $demo status"
-"$conveyor" -w "$demo" status
+"$venv/bin/python" examples/digits.py "$demo/raw/digits"
+run "$conveyor" init "$demo"
+cd "$demo"
+run "$conveyor" status
+run "$conveyor" data ingest raw/digits --name digits
+run "$conveyor" data ingest raw/digits --name digits
+run "$conveyor" data dedupe digits@v1
+run "$conveyor" data split digits@latest --train 0.8 --val 0.1 --test 0.1 --stratify label --seed 0
+run "$conveyor" data check digits@latest --rules ../examples/digits-rules.yaml
+run "$conveyor" data show digits@latest
+run "$conveyor" data log digits
+run "$conveyor" data diff digits@v1 digits@v2

@@ -138,3 +138,34 @@ def test_kill_9_during_ingest_then_rerun_finishes(cli: Cli, tmp_path: Path) -> N
     with Workspace.open(ws) as recovered, Workspace.open(clean) as fresh:
         digests = [s.digest for s in recovered.datasets.get("pics@v1").shards()]
         assert digests == [s.digest for s in fresh.datasets.get("pics@v1").shards()]
+
+
+def test_kill_9_during_a_prepare_step_then_rerun_finishes(cli: Cli, tmp_path: Path) -> None:
+    source = image_folder(tmp_path / "imgs", 4000, classes=4, size=32)
+    cli("init", "ws")
+    ws = tmp_path / "ws"
+    made = cli("data", "ingest", str(source), "--name", "pics", "--shard-mb", "1", cwd=ws)
+    assert made.returncode == 0, made.stderr
+    command = [sys.executable, "-m", "conveyor", "data", "dedupe", "pics@v1", "--near"]
+    rng = random.Random(5)
+    for _ in range(3):
+        proc = subprocess.Popen(
+            command,
+            cwd=ws,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(rng.uniform(0.5, 3.0))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log = json.loads(cli("data", "log", "pics", "--json", cwd=ws).stdout)
+        assert [v["version"] for v in log] in ([1], [2, 1])  # nothing half-made
+    finished = cli("data", "dedupe", "pics@v1", "--near", "--json", cwd=ws)
+    assert finished.returncode == 0, finished.stderr
+    with Workspace.open(ws) as w:
+        versions = [v.ref for v in w.datasets.log("pics")]
+        assert versions[-1] == "pics@v1" and len(versions) in (2, 3)
+        rows = {w.datasets.get(ref).rows for ref in versions[:-1]}
+        assert len(rows) == 1  # every finished run gave the same answer

@@ -186,3 +186,51 @@ def test_the_manifest_describes_itself_without_the_database(
     assert manifest["name"] == "pics" and manifest["version"] == 1
     assert manifest["operation"]["params"]["source"] == str(images)
     assert all(workspace.objects.exists(s["digest"]) for s in manifest["shards"])
+
+
+def test_ingest_from_a_bucket(tmp_path: Path, s3_bucket: str, s3_endpoint: str) -> None:
+    import boto3
+
+    csv = csv_file(tmp_path / "t.csv", 300)
+    boto3.client("s3", endpoint_url=s3_endpoint).upload_file(str(csv), s3_bucket, "raw/t.csv")
+    ws = Workspace.init(tmp_path / "ws", objects=f"s3://{s3_bucket}/ws",
+                        objects_options={"endpoint_url": s3_endpoint})  # fmt: skip
+    version = ws.datasets.ingest(f"s3://{s3_bucket}/raw/t.csv", "remote").version
+    assert version.rows == 300
+    assert version.lineage()[0].params["source"] == f"s3://{s3_bucket}/raw/t.csv"
+
+
+def test_near_duplicate_images_are_found(workspace: Workspace, tmp_path: Path) -> None:
+    from PIL import Image, ImageEnhance
+    from sklearn.datasets import load_digits
+
+    root = tmp_path / "digits"
+    for i, (pixels, label) in enumerate(zip(*load_digits(return_X_y=True), strict=True)):
+        if i >= 300:
+            break
+        folder = root / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray((pixels.reshape(8, 8) * 15).astype("uint8")).resize((32, 32))
+        image.save(folder / f"{i:04d}.png")
+        if i < 10:  # a slightly brighter copy, saved as JPEG: same picture, other bytes
+            ImageEnhance.Brightness(image).enhance(1.1).save(folder / f"{i:04d}-copy.jpg")
+    workspace.datasets.ingest(root, "digits")
+    exact = workspace.datasets.dedupe("digits")
+    assert exact.rows == 310  # no byte-identical files
+    near = workspace.datasets.dedupe("digits@v1", near=True, max_distance=4)
+    paths = set(near.to_arrow(columns=["path"]).column("path").to_pylist())
+    copies = [p for p in paths if p.endswith("-copy.jpg")]
+    both = [p for p in copies if p.replace("-copy.jpg", ".png") in paths]
+    assert both == []  # of each picture and its copy, only one is left
+    assert near.rows >= 280  # distinct digits stay
+
+
+def test_map_applies_a_user_function(workspace: Workspace, tmp_path: Path) -> None:
+    workspace.datasets.ingest(csv_file(tmp_path / "t.csv", 500), "t")
+    doubled = workspace.datasets.map("t", "tests.mapfns:double_label")
+    table = doubled.to_arrow()
+    assert table.column("label2").to_pylist() == [2 * v for v in table.column("label").to_pylist()]
+    assert doubled.lineage()[0].params["function"] == "tests.mapfns:double_label"
+    with pytest.raises(ConveyorError, match="failed on batch 0"):
+        workspace.datasets.map("t", "tests.mapfns:broken")
+    assert [v.ref for v in workspace.datasets.log("t")] == ["t@v2", "t@v1"]

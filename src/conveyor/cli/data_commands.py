@@ -31,9 +31,13 @@ def _announce(version: DatasetVersion, what: str, as_json: bool) -> None:
     else:
         output.print_line(
             f"[green]{what}[/green] {version.ref}: {version.rows:,} rows in "
-            f"{len(version.manifest.shards)} shards "
+            f"{_plural(len(version.manifest.shards), 'shard')} "
             f"({output.human_bytes(version.manifest.bytes)})"
         )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def _summary(version: DatasetVersion) -> dict[str, Any]:
@@ -196,15 +200,16 @@ def show(
                 _fmt(st.get("min", st.get("bytes_min"))),
                 _fmt(st.get("max", st.get("bytes_max"))),
                 _fmt(st.get("mean", st.get("bytes_mean"))),
-                st.get("distinct", "-") if "values" in st else "-",
+                _distinct(st),
             )
             for name, st in m.columns.items()
         ],
     )
     if m.splits():
         output.print_line("Splits: " + ", ".join(f"{k} {v:,}" for k, v in m.splits().items()))
+    exact = m.duplicates.get("exact")
     output.print_line(
-        f"Exact duplicates: {m.duplicates.get('exact', 0)}; "
+        f"Exact duplicates: {'not counted' if exact is None else exact}; "
         f"rejected at ingest: {m.rejects.get('count', 0)}"
     )
     output.print_table(
@@ -222,6 +227,12 @@ def show(
     )
     for r in rejected:
         output.print_line(f"  rejected {r['where']}: {r['reason']}")
+
+
+def _distinct(stats: dict[str, Any]) -> str:
+    if "values" not in stats:
+        return "-"
+    return str(stats["distinct"]) if stats.get("distinct") is not None else "> 1000"
 
 
 def _fmt(value: Any) -> str:

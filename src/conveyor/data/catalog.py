@@ -153,6 +153,8 @@ class Datasets:
         """Ingest a folder of files or a CSV/JSONL/Parquet table as a new version."""
         from conveyor.data.ingest import ingest
 
+        if storage_options is None and str(source).startswith(f"{self.objects.protocol}://"):
+            storage_options = self.objects.options  # same service: same endpoint and options
         return ingest(
             self,
             str(source),

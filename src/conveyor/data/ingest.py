@@ -75,7 +75,7 @@ def ingest(
         )
     stream = _chain(first, batches)
     identity = _identity(source, first.schema)
-    parent = catalog.get(name) if catalog.exists(name) else None
+    parent = _last_ingest(catalog, name)
     writer = _ShardWriter(catalog, shard_bytes or DEFAULT_SHARD_BYTES, identity, source)
     if (
         parent is not None
@@ -96,7 +96,7 @@ def ingest(
             )
     else:
         writer.write_new(stream)
-    params = {"source": url, "kind": source.kind}
+    params = {"source": source.url, "kind": source.kind}
     version = catalog.commit(
         writer.manifest(name, first.schema, Operation(name="ingest", params=params), rejects),
         [parent] if parent is not None and writer.reused else [],
@@ -111,6 +111,19 @@ def ingest(
         writer.duplicates(),
         rejects,
     )
+
+
+def _last_ingest(catalog: Datasets, name: str) -> DatasetVersion | None:
+    """The version a new ingest builds on: the newest one made by an ingest.
+
+    Versions made by prepare ops (dedupe, split...) are derived data, not raw data.
+    """
+    if not catalog.exists(name):
+        return None
+    for summary in catalog.log(name):
+        if summary.operation == "ingest":
+            return catalog.get(summary.ref)
+    return None
 
 
 def _identity(source: Source, schema: pa.Schema) -> list[str]:

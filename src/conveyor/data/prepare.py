@@ -150,7 +150,11 @@ class Preparer:
             shards=kept,
             operation=operation,
         )
-        draft.duplicates = source.manifest.duplicates
+        # Exact duplicates are only known for what keeps the rows as they are; others recount.
+        exact = source.manifest.duplicates.get("exact") if operation.name == "split" else None
+        if operation.name == "dedupe":
+            exact = 0
+        draft.duplicates = {**source.manifest.duplicates, "exact": exact}
         return self.catalog.commit(draft, [source])
 
     def _with_keep_masks(
@@ -167,10 +171,7 @@ class Preparer:
         out: list[Shard | None] = list(shards)
         for i, shard in zip(todo, rewritten, strict=True):
             out[i] = shard
-        version = self._commit(source, out, operation, into)
-        removed = source.rows - version.rows
-        version.manifest.duplicates = {**version.manifest.duplicates, "removed": removed}
-        return version
+        return self._commit(source, out, operation, into)
 
     # -- operations ----------------------------------------------------------------------------
 

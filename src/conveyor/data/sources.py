@@ -10,7 +10,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import fsspec
@@ -65,6 +65,8 @@ def open_source(url: str, storage_options: dict[str, Any] | None = None) -> Sour
         raise SourceError(f"cannot open {url} ({e})", "check the path or URL") from e
     if not exists:
         raise SourceError(f"{url} does not exist", "check the path or URL")
+    if "://" not in url:  # lineage must lead back to the files wherever it is read from
+        url = str(Path(url).expanduser().resolve())
     if is_dir:
         files = _list_files(fs, path)
         if not files:
