@@ -12,6 +12,7 @@ from conveyor.cli import output
 from conveyor.cli.state import state
 
 if TYPE_CHECKING:
+    from conveyor.data.catalog import VersionSummary
     from conveyor.data.dataset import DatasetVersion
 
 app = typer.Typer(
@@ -109,17 +110,10 @@ def ingest(
             output.print_line(f"    ... see `conveyor data show {result.version.ref} --rejects`")
 
 
-@app.command("ls")
-def list_datasets(as_json: JsonOption = False) -> None:
-    """List datasets with their latest version."""
-    with state.open_workspace() as ws:
-        rows = ws.datasets.list()
-    if as_json:
-        output.print_json([asdict(r) for r in rows])
-        return
+def _versions_table(title: str, first: str, rows: list[VersionSummary]) -> None:
     output.print_table(
-        "Datasets",
-        ["latest", "rows", "size", "made by", "created"],
+        title,
+        [first, "rows", "size", "made by", "created"],
         [
             (
                 r.ref,
@@ -131,6 +125,17 @@ def list_datasets(as_json: JsonOption = False) -> None:
             for r in rows
         ],
     )
+
+
+@app.command("ls")
+def list_datasets(as_json: JsonOption = False) -> None:
+    """List datasets with their latest version."""
+    with state.open_workspace() as ws:
+        rows = ws.datasets.list()
+    if as_json:
+        output.print_json([asdict(r) for r in rows])
+        return
+    _versions_table("Datasets", "latest", rows)
 
 
 @app.command()
@@ -143,20 +148,7 @@ def log(
     if as_json:
         output.print_json([asdict(r) for r in rows])
         return
-    output.print_table(
-        f"Versions of {name}",
-        ["version", "rows", "size", "made by", "created"],
-        [
-            (
-                r.ref,
-                f"{r.rows:,}",
-                output.human_bytes(r.bytes),
-                r.operation,
-                r.created_at.strftime("%Y-%m-%d %H:%M"),
-            )
-            for r in rows
-        ],
-    )
+    _versions_table(f"Versions of {name}", "version", rows)
 
 
 @app.command()

@@ -165,12 +165,8 @@ class Preparer:
         into: str | None,
     ) -> DatasetVersion:
         """Reuse shards that keep every row, rewrite the others with only the kept rows."""
-        shards = source.manifest.shards
         todo = [i for i, m in enumerate(masks) if not m.all()]
-        rewritten = self._map([shards[i] for i in todo], "rewrite", [(masks[i],) for i in todo])
-        out: list[Shard | None] = list(shards)
-        for i, shard in zip(todo, rewritten, strict=True):
-            out[i] = shard
+        out = self._rewrite_some(source, todo, "rewrite", [(masks[i],) for i in todo])
         return self._commit(source, out, operation, into)
 
     # -- operations ----------------------------------------------------------------------------
@@ -209,13 +205,8 @@ class Preparer:
         self._require(source, columns)
         gathered = self._gather(source, columns)
         values = transforms.fill_values(gathered, columns, strategy, value)  # type: ignore[arg-type]
-        shards = source.manifest.shards
-        stats = [read_stats(self.catalog.objects, s) for s in shards]
-        todo = [i for i, st in enumerate(stats) if any(st[c]["nulls"] for c in columns)]
-        filled = self._map([shards[i] for i in todo], "fill", [(values,)] * len(todo))
-        out: list[Shard | None] = list(shards)
-        for i, shard in zip(todo, filled, strict=True):
-            out[i] = shard
+        todo = self._shards_with_nulls(source, columns)
+        out = self._rewrite_some(source, todo, "fill", [(values,)] * len(todo))
         params = {"columns": columns, "strategy": strategy, "values": _jsonable(values)}
         return self._commit(source, out, Operation(name="fill", params=params), into)
 
@@ -224,14 +215,8 @@ class Preparer:
     ) -> DatasetVersion:
         """Drop rows with a missing value (in `columns`, or in any column)."""
         self._require(source, columns or [])
-        check = columns or source.schema.names
-        shards = source.manifest.shards
-        stats = [read_stats(self.catalog.objects, s) for s in shards]
-        todo = [i for i, st in enumerate(stats) if any(st[c]["nulls"] for c in check)]
-        done = self._map([shards[i] for i in todo], "drop_missing", [(columns,)] * len(todo))
-        out: list[Shard | None] = list(shards)
-        for i, shard in zip(todo, done, strict=True):
-            out[i] = shard
+        todo = self._shards_with_nulls(source, columns or source.schema.names)
+        out = self._rewrite_some(source, todo, "drop_missing", [(columns,)] * len(todo))
         op = Operation(name="drop-missing", params={"columns": columns})
         return self._commit(source, out, op, into)
 
@@ -290,6 +275,21 @@ class Preparer:
         )
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _rewrite_some(
+        self, source: DatasetVersion, todo: list[int], task: str, args: list[tuple[Any, ...]]
+    ) -> list[Shard | None]:
+        """Run `task` on the shards at `todo`; every other shard is kept as it is."""
+        shards: list[Shard | None] = list(source.manifest.shards)
+        done = self._map([source.manifest.shards[i] for i in todo], task, args)
+        for i, shard in zip(todo, done, strict=True):
+            shards[i] = shard
+        return shards
+
+    def _shards_with_nulls(self, source: DatasetVersion, columns: list[str]) -> list[int]:
+        """Shards whose statistics show a null in any of `columns` (the others need no work)."""
+        stats = [read_stats(self.catalog.objects, s) for s in source.manifest.shards]
+        return [i for i, st in enumerate(stats) if any(st[c]["nulls"] for c in columns)]
 
     def _gather(self, source: DatasetVersion, columns: list[str]) -> pa.Table:
         shards = source.manifest.shards
