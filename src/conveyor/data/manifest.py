@@ -35,6 +35,7 @@ class Shard(BaseModel):
     bytes: int
     stats: str
     split: str | None = None
+    row_groups: list[int] | None = None  # rows per Parquet row group, for loaders
 
 
 class Parent(BaseModel):

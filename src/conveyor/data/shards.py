@@ -36,7 +36,10 @@ def write_shard(objects: ObjectStore, table: pa.Table, split: str | None = None)
         row_group_size=max(1, ROW_GROUP_BYTES // per_row),
         write_statistics=True,
     )
-    stored = objects.put_bytes(buffer.getvalue())
+    data = buffer.getvalue()
+    footer = pq.ParquetFile(io.BytesIO(data)).metadata
+    row_groups = [footer.row_group(i).num_rows for i in range(footer.num_row_groups)]
+    stored = objects.put_bytes(data)
     stats = objects.put_bytes(json.dumps(shard_stats(table), sort_keys=True).encode())
     return Shard(
         digest=stored.digest,
@@ -44,6 +47,7 @@ def write_shard(objects: ObjectStore, table: pa.Table, split: str | None = None)
         bytes=stored.size,
         stats=stats.digest,
         split=split,
+        row_groups=row_groups,
     )
 
 

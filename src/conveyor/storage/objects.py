@@ -157,6 +157,40 @@ class ObjectStore:
             )
         return data
 
+    def fetch_to(self, digest: str, dest: Path) -> None:
+        """Copy an object to a local file, streaming and verifying it; `dest` appears whole.
+
+        Several processes may fetch the same object to the same place at once: each writes
+        its own temporary file and renames it into place, and all copies are identical.
+        """
+        source = self.path_of(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex}.part")
+        h = hashlib.sha256()
+        try:
+            with (
+                self._translate("read from"),
+                self.fs.open(source, "rb") as src,
+                tmp.open("wb") as f,
+            ):
+                for chunk in iter(lambda: src.read(_CHUNK * 8), b""):
+                    h.update(chunk)
+                    f.write(chunk)
+            if h.hexdigest() != digest:
+                raise ObjectCorruptedError(
+                    f"object {digest[:12]}… in {self.url} is corrupt "
+                    f"(its bytes hash to {h.hexdigest()[:12]}…)",
+                    "restore it from a backup or recreate the data that wrote it",
+                )
+            tmp.replace(dest)
+        except FileNotFoundError as e:
+            raise ObjectNotFoundError(
+                f"object {digest[:12]}… is not in {self.url}",
+                "check the workspace points at the right store",
+            ) from e
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def exists(self, digest: str) -> bool:
         with self._translate("read from"):
             return self._exists(self.path_of(digest))

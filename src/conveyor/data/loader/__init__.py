@@ -1,0 +1,1 @@
+"""The streaming loader: a dataset version into a PyTorch training loop (see LOADER.md)."""

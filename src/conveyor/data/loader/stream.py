@@ -1,0 +1,311 @@
+"""The loader a training loop iterates: an IterableDataset under a torch DataLoader.
+
+Each DataLoader worker computes the epoch plan (cheap, no I/O), keeps the batches that
+are its own, prefetches the shards it will need next into the local cache, reads row
+groups, decodes images and yields ready-made batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from conveyor.core.errors import ConveyorError
+from conveyor.data.loader.cache import ShardCache
+from conveyor.data.loader.decode import (
+    Layout,
+    column_to_tensor,
+    decode_image,
+    image_to_tensor,
+    images_to_tensor,
+    labels_to_tensor,
+)
+from conveyor.data.loader.plan import Batch, EpochPlan, Even, make_blocks, rank_batches
+from conveyor.storage.objects import ObjectStore
+
+PREFETCH_SHARDS = 4
+
+
+@dataclass(frozen=True)
+class LoaderSpec:
+    """Everything a worker process needs; small and picklable."""
+
+    objects_url: str
+    objects_options: dict[str, Any]
+    shards: tuple[str, ...]
+    row_groups: tuple[tuple[int, ...], ...]
+    columns: tuple[str, ...]
+    batch_size: int
+    shuffle: bool = True
+    seed: int = 0
+    window: int = 64
+    drop_last: bool = False
+    even: Even = None
+    image_column: str | None = "image"
+    image_layout: Layout = "HWC"
+    image_mode: str | None = None
+    label_column: str | None = None
+    classes: tuple[str, ...] = ()
+    with_index: bool = False
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    cache_dir: Path | None = None
+    cache_limit_bytes: int | None = None
+    rank: int = 0
+    world: int = 1
+
+    def plan(self, epoch: int) -> EpochPlan:
+        blocks = tuple(make_blocks(self.row_groups))
+        return EpochPlan(blocks, self.seed, epoch, self.shuffle, self.window)
+
+    def batches(self, epoch: int, start: int) -> list[Batch]:
+        total = self.plan(epoch).total
+        return rank_batches(
+            total, self.batch_size, self.rank, self.world, start, self.drop_last, self.even
+        )
+
+
+class ShardStream(IterableDataset[dict[str, Any]]):
+    """The batches of one rank for one epoch, from global batch `start` on."""
+
+    def __init__(self, spec: LoaderSpec, epoch: int, start: int) -> None:
+        self.spec, self.epoch, self.start = spec, epoch, start
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        spec = self.spec
+        plan = spec.plan(self.epoch)
+        mine = spec.batches(self.epoch, self.start)[worker::workers]
+        reader = _BlockReader(spec, plan)
+        with reader:
+            ids_per_batch = [plan.ids_at(b.positions) for b in mine]
+            reader.plan_prefetch(ids_per_batch)
+            for i, ids in enumerate(ids_per_batch):
+                reader.advance(i)
+                yield self._make_batch(reader, ids)
+
+    def _make_batch(self, reader: _BlockReader, ids: np.ndarray) -> dict[str, Any]:
+        spec = self.spec
+        table = reader.rows(ids)
+        if spec.transform is not None:
+            return _collate([spec.transform(s) for s in _samples(table, spec, ids)], spec)
+        out: dict[str, Any] = {}
+        for name in table.column_names:
+            column = table.column(name)
+            if name == spec.image_column:
+                arrays = [decode_image(b, spec.image_mode) for b in column.to_pylist()]
+                out[name] = images_to_tensor(arrays, spec.image_layout)
+            elif name == spec.label_column and spec.classes:
+                out[name] = labels_to_tensor(column, list(spec.classes))
+            else:
+                out[name] = column_to_tensor(column, name)
+        if spec.with_index:
+            out["index"] = torch.from_numpy(ids.copy())
+        return out
+
+
+def _samples(table: pa.Table, spec: LoaderSpec, ids: np.ndarray) -> Iterator[dict[str, Any]]:
+    """One decoded sample at a time, for per-sample user transforms."""
+    lookup = {c: i for i, c in enumerate(spec.classes)}
+    for i, row in enumerate(table.to_pylist()):
+        sample: dict[str, Any] = {}
+        for name, value in row.items():
+            if name == spec.image_column:
+                sample[name] = image_to_tensor(
+                    decode_image(value, spec.image_mode), spec.image_layout
+                )
+            elif name == spec.label_column and lookup:
+                sample[name] = lookup[value]
+            else:
+                sample[name] = value
+        if spec.with_index:
+            sample["index"] = int(ids[i])
+        yield sample
+
+
+def _collate(samples: list[dict[str, Any]], spec: LoaderSpec) -> dict[str, Any]:
+    from torch.utils.data import default_collate
+
+    try:
+        return default_collate(samples)  # type: ignore[no-any-return]
+    except (RuntimeError, TypeError):  # mixed shapes: keep lists
+        return {k: [s[k] for s in samples] for k in samples[0]}
+
+
+class _BlockReader:
+    """Reads the rows a batch needs, a row group at a time, with shards prefetched."""
+
+    def __init__(self, spec: LoaderSpec, plan: EpochPlan) -> None:
+        self.spec = spec
+        self.blocks = plan.blocks
+        self.starts = np.array([b.start for b in plan.blocks], dtype=np.int64)
+        store = ObjectStore(spec.objects_url, spec.objects_options)
+        self.cache = ShardCache(store, spec.cache_dir, spec.cache_limit_bytes)
+        self.groups: OrderedDict[int, pa.Table] = OrderedDict()
+        self.files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self.pool = ThreadPoolExecutor(PREFETCH_SHARDS, thread_name_prefix="conveyor-prefetch")
+        self.futures: dict[int, Future[Path]] = {}
+        self.need_order: list[int] = []
+        self.first_need: list[int] = []
+
+    def __enter__(self) -> _BlockReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for future in self.futures.values():
+            future.cancel()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def plan_prefetch(self, ids_per_batch: list[np.ndarray]) -> None:
+        """Note which shard each batch first needs, in order, for prefetching."""
+        seen: set[int] = set()
+        for i, ids in enumerate(ids_per_batch):
+            blocks = np.searchsorted(self.starts, ids, side="right") - 1
+            for shard in dict.fromkeys(self.blocks[b].shard for b in np.unique(blocks)):
+                if shard not in seen:
+                    seen.add(shard)
+                    self.need_order.append(shard)
+                    self.first_need.append(i)
+
+    def advance(self, batch: int) -> None:
+        """Start fetching the shards needed up to a few shards beyond this batch."""
+        reach = sum(1 for b in self.first_need if b <= batch) + PREFETCH_SHARDS
+        for shard in self.need_order[:reach]:
+            if shard not in self.futures:
+                digest = self.spec.shards[shard]
+                self.futures[shard] = self.pool.submit(self.cache.path, digest)
+
+    def rows(self, ids: np.ndarray) -> pa.Table:
+        """The rows with these global ids, in this order."""
+        block_of = np.searchsorted(self.starts, ids, side="right") - 1
+        pieces, order = [], []
+        for b in np.unique(block_of):
+            where = np.nonzero(block_of == b)[0]
+            table = self._group(int(b))
+            pieces.append(table.take(pa.array(ids[where] - self.starts[b])))
+            order.append(where)
+        merged = pa.concat_tables(pieces)
+        inverse = np.empty(len(ids), dtype=np.int64)
+        inverse[np.concatenate(order)] = np.arange(len(ids))
+        return merged.take(pa.array(inverse))
+
+    def _group(self, b: int) -> pa.Table:
+        if b in self.groups:
+            self.groups.move_to_end(b)
+            return self.groups[b]
+        block = self.blocks[b]
+        table = self._file(block.shard).read_row_group(block.group, columns=list(self.spec.columns))
+        self.groups[b] = table
+        if len(self.groups) > self.spec.window + 8:
+            self.groups.popitem(last=False)
+        return table
+
+    def _file(self, shard: int) -> pq.ParquetFile:
+        if shard in self.files:
+            self.files.move_to_end(shard)
+            return self.files[shard]
+        future = self.futures.get(shard) or self.pool.submit(
+            self.cache.path, self.spec.shards[shard]
+        )
+        self.futures[shard] = future
+        path = future.result()
+        try:
+            handle = pq.ParquetFile(path)  # stays readable if the cache evicts it later
+        except FileNotFoundError:  # evicted between prefetch and first use: fetch it again
+            handle = pq.ParquetFile(self.cache.path(self.spec.shards[shard]))
+        self.files[shard] = handle
+        if len(self.files) > 16:
+            _, old = self.files.popitem(last=False)
+            with contextlib.suppress(OSError):
+                old.close()
+        return handle
+
+
+class Loader:
+    """Iterate for batches (dicts of tensors); `state_dict()` / `load_state_dict()` resume.
+
+    Iterating again after a full pass starts the next epoch; iterating again after
+    stopping early carries on where the last batch handed out left off.
+    """
+
+    def __init__(
+        self,
+        spec: LoaderSpec,
+        num_workers: int = 0,
+        prefetch_factor: int | None = None,
+        pin_memory: bool = False,
+        multiprocessing_context: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.num_workers = num_workers
+        self.prefetch_factor = prefetch_factor if num_workers else None
+        self.pin_memory = pin_memory
+        self.multiprocessing_context = multiprocessing_context if num_workers else None
+        self.epoch = 0
+        self.start = 0  # first global batch of the current pass
+        self.consumed = 0  # batches of this rank handed out since `start`
+
+    def __len__(self) -> int:
+        return len(self.spec.batches(self.epoch, self.start))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.start, self.consumed = epoch, 0, 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.consumed:
+            self.start, self.consumed = self.next_global_batch, 0
+        stream = ShardStream(self.spec, self.epoch, self.start)
+        loader = DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            prefetch_factor=self.prefetch_factor,
+            pin_memory=self.pin_memory,
+            multiprocessing_context=self.multiprocessing_context,
+        )
+        for batch in loader:
+            self.consumed += 1
+            yield batch
+        self.set_epoch(self.epoch + 1)
+
+    @property
+    def next_global_batch(self) -> int:
+        return self.start + self.consumed * self.spec.world
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this epoch stands; the same on every rank of a lockstep DDP job."""
+        return {
+            "epoch": self.epoch,
+            "next_global_batch": self.next_global_batch,
+            "batch_size": self.spec.batch_size,
+            "seed": self.spec.seed,
+            "shuffle": self.spec.shuffle,
+            "samples": self.spec.plan(self.epoch).total,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved state, with any number of ranks and workers."""
+        for key in ("batch_size", "seed", "shuffle"):
+            if state.get(key) != getattr(self.spec, key):
+                raise ConveyorError(
+                    f"the saved loader state has {key}={state.get(key)!r}, this loader "
+                    f"{getattr(self.spec, key)!r}",
+                    f"resume with the same {key} so no sample is repeated or skipped",
+                )
+        if state.get("samples") != self.spec.plan(state["epoch"]).total:
+            raise ConveyorError(
+                "the saved loader state is for a different dataset version",
+                "resume with the version the run was trained on",
+            )
+        self.epoch, self.start, self.consumed = state["epoch"], state["next_global_batch"], 0
