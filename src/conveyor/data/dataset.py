@@ -141,6 +141,10 @@ class DatasetVersion:
             objects_options=objects.options,
             shards=tuple(s.digest for s in shards),
             row_groups=tuple(tuple(self._row_groups(s)) for s in shards),
+            ranges=tuple(
+                (s.footer, tuple(s.row_group_bytes)) if s.footer and s.row_group_bytes else None
+                for s in shards
+            ),
             columns=tuple(names),
             batch_size=batch_size,
             shuffle=shuffle,

@@ -27,6 +27,14 @@ class ColumnSchema(BaseModel):
     nullable: bool = True
 
 
+class ByteRange(BaseModel):
+    """A verified slice of a shard: a row group's column chunks, or the Parquet footer."""
+
+    offset: int
+    length: int
+    sha256: str
+
+
 class Shard(BaseModel):
     """One Parquet shard: its address, size, rows, its statistics object and its split."""
 
@@ -36,6 +44,8 @@ class Shard(BaseModel):
     stats: str
     split: str | None = None
     row_groups: list[int] | None = None  # rows per Parquet row group, for loaders
+    row_group_bytes: list[ByteRange] | None = None  # so a loader can range-read one group
+    footer: ByteRange | None = None
 
 
 class Parent(BaseModel):

@@ -7,6 +7,7 @@ to it (also content-addressed), reused whenever the shard is reused.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conveyor.data.manifest import Shard
+from conveyor.data.manifest import ByteRange, Shard
 from conveyor.data.stats import shard_stats
 from conveyor.storage.objects import ObjectStore
 
@@ -39,6 +40,11 @@ def write_shard(objects: ObjectStore, table: pa.Table, split: str | None = None)
     data = buffer.getvalue()
     footer = pq.ParquetFile(io.BytesIO(data)).metadata
     row_groups = [footer.row_group(i).num_rows for i in range(footer.num_row_groups)]
+    group_bytes = [
+        _byte_range(data, *_group_span(footer.row_group(i))) for i in range(len(row_groups))
+    ]
+    footer_length = int.from_bytes(data[-8:-4], "little")
+    footer_range = _byte_range(data, len(data) - 8 - footer_length, len(data))
     stored = objects.put_bytes(data)
     stats = objects.put_bytes(json.dumps(shard_stats(table), sort_keys=True).encode())
     return Shard(
@@ -48,6 +54,27 @@ def write_shard(objects: ObjectStore, table: pa.Table, split: str | None = None)
         stats=stats.digest,
         split=split,
         row_groups=row_groups,
+        row_group_bytes=group_bytes,
+        footer=footer_range,
+    )
+
+
+def _group_span(group: Any) -> tuple[int, int]:
+    """Where a row group's column chunks start and end in the file."""
+    starts, ends = [], []
+    for c in range(group.num_columns):
+        chunk = group.column(c)
+        start = chunk.data_page_offset
+        if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+            start = min(start, chunk.dictionary_page_offset)
+        starts.append(start)
+        ends.append(start + chunk.total_compressed_size)
+    return min(starts), max(ends)
+
+
+def _byte_range(data: bytes, start: int, end: int) -> ByteRange:
+    return ByteRange(
+        offset=start, length=end - start, sha256=hashlib.sha256(data[start:end]).hexdigest()
     )
 
 

@@ -9,6 +9,7 @@ multipart upload, both atomic), and every read checks the bytes against the addr
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -190,6 +191,27 @@ class ObjectStore:
             ) from e
         finally:
             tmp.unlink(missing_ok=True)
+
+    def read_range(self, digest: str, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of an object; the caller verifies them."""
+        try:
+            with self._translate("read from"):
+                data: bytes = self.fs.cat_file(
+                    self.path_of(digest), start=offset, end=offset + length
+                )
+        except FileNotFoundError as e:
+            raise ObjectNotFoundError(
+                f"object {digest[:12]}… is not in {self.url}",
+                "check the workspace points at the right store",
+            ) from e
+        except ObjectStoreUnreachableError as e:
+            if not isinstance(e.__cause__, OSError) or e.__cause__.errno != errno.EINVAL:
+                raise
+            raise ObjectCorruptedError(  # the store says the range is past the object's end
+                f"object {digest[:12]}… in {self.url} is shorter than recorded",
+                "restore it from a backup or recreate the data that wrote it",
+            ) from e
+        return data
 
     def exists(self, digest: str) -> bool:
         with self._translate("read from"):

@@ -32,6 +32,8 @@ from conveyor.data.loader.decode import (
     labels_to_tensor,
 )
 from conveyor.data.loader.plan import Batch, EpochPlan, Even, make_blocks, rank_batches
+from conveyor.data.loader.ranges import read_footer, read_group
+from conveyor.data.manifest import ByteRange
 from conveyor.storage.objects import ObjectStore
 
 PREFETCH_SHARDS = 4
@@ -47,6 +49,7 @@ class LoaderSpec:
     row_groups: tuple[tuple[int, ...], ...]
     columns: tuple[str, ...]
     batch_size: int
+    ranges: tuple[tuple[ByteRange, tuple[ByteRange, ...]] | None, ...] = ()  # footer, groups
     shuffle: bool = True
     seed: int = 0
     window: int = 64
@@ -154,6 +157,7 @@ class _BlockReader:
         self.cache = ShardCache(store, spec.cache_dir, spec.cache_limit_bytes)
         self.groups: OrderedDict[int, pa.Table] = OrderedDict()
         self.files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self.footers: dict[int, pq.FileMetaData] = {}
         self.pool = ThreadPoolExecutor(PREFETCH_SHARDS, thread_name_prefix="conveyor-prefetch")
         self.futures: dict[int, Future[Path]] = {}
         self.need_order: list[int] = []
@@ -205,11 +209,35 @@ class _BlockReader:
             self.groups.move_to_end(b)
             return self.groups[b]
         block = self.blocks[b]
-        table = self._file(block.shard).read_row_group(block.group, columns=list(self.spec.columns))
+        columns = list(self.spec.columns)
+        if self._cached_soon(block.shard):
+            table = self._file(block.shard).read_row_group(block.group, columns=columns)
+        else:  # the shard is still downloading: fetch just this row group meanwhile
+            table = self._ranged(block.shard, block.group, columns)
         self.groups[b] = table
         if len(self.groups) > self.spec.window + 8:
             self.groups.popitem(last=False)
         return table
+
+    def _cached_soon(self, shard: int) -> bool:
+        """Whether to read from the (cached or local) file rather than by range."""
+        future = self.futures.get(shard)
+        ranges = self.spec.ranges[shard] if self.spec.ranges else None
+        return (
+            shard in self.files
+            or self.cache.folder is None
+            or ranges is None
+            or (future is not None and future.done())
+        )
+
+    def _ranged(self, shard: int, group: int, columns: list[str]) -> pa.Table:
+        footer, parts = self.spec.ranges[shard]  # type: ignore[misc]
+        digest = self.spec.shards[shard]
+        if shard not in self.footers:
+            self.footers[shard] = read_footer(self.cache.objects, digest, footer)
+        size = footer.offset + footer.length
+        metadata = self.footers[shard]
+        return read_group(self.cache.objects, digest, metadata, group, parts[group], size, columns)
 
     def _file(self, shard: int) -> pq.ParquetFile:
         if shard in self.files:
