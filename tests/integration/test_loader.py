@@ -16,7 +16,9 @@ import torch
 from PIL import Image
 
 from conveyor import Workspace
-from conveyor.core.errors import ConveyorError, ObjectCorruptedError
+from conveyor.core.errors import ConveyorError, ObjectCorruptedError, ObjectStoreUnreachableError
+from conveyor.data.loader.cache import ShardCache
+from conveyor.storage.objects import ObjectStore
 from tests.datagen import csv_file, image_folder
 
 DDP_WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -192,3 +194,25 @@ def test_bad_arguments(pics: Workspace) -> None:
     loader = version.loader(batch_size=8, seed=1)
     with pytest.raises(ConveyorError, match="seed"):
         loader.load_state_dict({**version.loader(batch_size=8).state_dict()})
+
+
+class FlakyStore(ObjectStore):
+    """A real local store whose first reads fail as a flaky network would."""
+
+    failures = 2
+
+    def fetch_to(self, digest: str, dest: Path) -> None:
+        if FlakyStore.failures:
+            FlakyStore.failures -= 1
+            raise ObjectStoreUnreachableError("connection reset by peer", "retry")
+        super().fetch_to(digest, dest)
+
+
+def test_transient_store_errors_are_retried(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    ws.datasets.ingest(csv_file(tmp_path / "t.csv", 100), "t")
+    digest = ws.datasets.get("t").shards()[0].digest
+    cache = ShardCache(FlakyStore(ws.objects.url), tmp_path / "cache")
+    path = cache.path(digest)
+    assert FlakyStore.failures == 0
+    assert path.read_bytes() == ws.objects.get_bytes(digest)

@@ -20,6 +20,14 @@ from conveyor.storage.objects import ObjectStore
 
 _FETCH_ATTEMPTS = 5
 
+# A flaky network or a torn read is retried with backoff, then raised: data is never skipped.
+RETRY_TRANSIENT = retry(
+    retry=retry_if_exception_type((ObjectStoreUnreachableError, ObjectCorruptedError)),
+    stop=stop_after_attempt(_FETCH_ATTEMPTS),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
+
 
 class ShardCache:
     """Hands out local paths of verified shards."""
@@ -51,12 +59,7 @@ class ShardCache:
                 self._evict(keep=target)
         return target
 
-    @retry(
-        retry=retry_if_exception_type((ObjectStoreUnreachableError, ObjectCorruptedError)),
-        stop=stop_after_attempt(_FETCH_ATTEMPTS),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
+    @RETRY_TRANSIENT
     def _fetch(self, digest: str, target: Path) -> None:
         """Download and verify; transient failures (and torn reads) are retried, then raised."""
         self.objects.fetch_to(digest, target)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conveyor.core.errors import ObjectCorruptedError
+from conveyor.data.loader.cache import RETRY_TRANSIENT
 from conveyor.data.manifest import ByteRange
 from conveyor.storage.objects import ObjectStore
 
@@ -46,6 +47,7 @@ class _KnownBytes(io.RawIOBase):
         return len(buffer)
 
 
+@RETRY_TRANSIENT
 def fetch_verified(objects: ObjectStore, digest: str, part: ByteRange) -> bytes:
     data = objects.read_range(digest, part.offset, part.length)
     if hashlib.sha256(data).hexdigest() != part.sha256:
