@@ -12,16 +12,48 @@ from PIL import Image
 
 from conveyor.core.errors import ConveyorError
 
+try:
+    import cv2 as _cv2
+
+    _cv2.setNumThreads(1)  # loader workers are the parallelism
+    _CV2_MODES: dict[str | None, int] = {
+        None: _cv2.IMREAD_UNCHANGED,
+        "RGB": _cv2.IMREAD_COLOR,
+        "L": _cv2.IMREAD_GRAYSCALE,
+    }
+except ImportError:  # optional: Pillow decodes everything, only slower
+    _cv2 = None  # type: ignore[assignment]
+    _CV2_MODES = {}
+
 Layout = Literal["HWC", "CHW"]
 _FLOAT = torch.float32
 
 
 def decode_image(data: bytes, mode: str | None) -> np.ndarray:
-    """Encoded bytes to an HWC uint8 array (grayscale gets a channel axis of 1)."""
-    with Image.open(io.BytesIO(data)) as img:
-        converted = img.convert(mode) if mode is not None and img.mode != mode else img
-        array = np.array(converted, dtype=np.uint8)
+    """Encoded bytes to an HWC uint8 array (grayscale gets a channel axis of 1).
+
+    OpenCV decodes small images about 3x faster than Pillow (no per-image Python work);
+    Pillow takes over for what OpenCV does not cover (GIF, 16-bit, other modes).
+    """
+    array = _decode_cv2(data, mode) if _cv2 is not None and mode in _CV2_MODES else None
+    if array is None:
+        with Image.open(io.BytesIO(data)) as img:
+            converted = img.convert(mode) if mode is not None and img.mode != mode else img
+            array = np.array(converted, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def _decode_cv2(data: bytes, mode: str | None) -> np.ndarray | None:
+    assert _cv2 is not None
+    flag = _CV2_MODES[mode]
+    array = _cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if array is None or array.dtype != np.uint8:
+        return None
+    if array.ndim == 3 and array.shape[2] == 3:
+        return _cv2.cvtColor(array, _cv2.COLOR_BGR2RGB)
+    if array.ndim == 3 and array.shape[2] == 4:
+        return _cv2.cvtColor(array, _cv2.COLOR_BGRA2RGBA)
+    return array
 
 
 def images_to_tensor(arrays: list[np.ndarray], layout: Layout) -> torch.Tensor | list[torch.Tensor]:
