@@ -1,0 +1,51 @@
+"""Image decoding: the fast path (OpenCV) gives exactly what Pillow gives."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conveyor.data.loader import decode
+
+
+def encoded(mode: str, fmt: str, size: tuple[int, int] = (12, 9)) -> tuple[bytes, np.ndarray]:
+    rng = np.random.default_rng(0)
+    channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    pixels = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
+    image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, mode=mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    reference = np.array(Image.open(io.BytesIO(buffer.getvalue())))
+    return buffer.getvalue(), reference.reshape(size[1], size[0], -1)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_png_decodes_to_the_exact_pixels_in_hwc(mode: str) -> None:
+    data, reference = encoded(mode, "PNG")
+    array = decode.decode_image(data, None)
+    assert array.dtype == np.uint8
+    assert np.array_equal(array, reference)
+
+
+def test_formats_opencv_lacks_fall_back_to_pillow() -> None:
+    data, _ = encoded("RGB", "GIF")
+    array = decode.decode_image(data, "RGB")
+    assert array.shape == (9, 12, 3)
+    gif = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(array, gif)
+
+
+def test_mode_conversion() -> None:
+    data, _ = encoded("RGB", "PNG")
+    assert decode.decode_image(data, "L").shape == (9, 12, 1)
+
+
+def test_batches_stack_in_either_layout() -> None:
+    arrays = [np.zeros((9, 12, 3), dtype=np.uint8) for _ in range(4)]
+    assert tuple(decode.images_to_tensor(arrays, "HWC").shape) == (4, 9, 12, 3)
+    assert tuple(decode.images_to_tensor(arrays, "CHW").shape) == (4, 3, 9, 12)
+    mixed = [*arrays, np.zeros((5, 5, 3), dtype=np.uint8)]
+    assert isinstance(decode.images_to_tensor(mixed, "CHW"), list)
