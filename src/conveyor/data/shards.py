@@ -33,7 +33,7 @@ def write_shard(objects: ObjectStore, table: pa.Table, split: str | None = None)
     pq.write_table(
         table,
         buffer,
-        compression="zstd",
+        compression=_compression(table),
         row_group_size=max(1, ROW_GROUP_BYTES // per_row),
         write_statistics=True,
     )
@@ -57,6 +57,16 @@ def write_shard(objects: ObjectStore, table: pa.Table, split: str | None = None)
         row_group_bytes=group_bytes,
         footer=footer_range,
     )
+
+
+def _compression(table: pa.Table) -> dict[str, str]:
+    """zstd everywhere but on file bytes (PNG, JPEG...), which are compressed already:
+    squeezing them again saves ~nothing and costs every reader a decompression."""
+    file_bytes = {"image", "data"}
+    return {
+        f.name: "none" if f.name in file_bytes and pa.types.is_binary(f.type) else "zstd"
+        for f in table.schema
+    }
 
 
 def _group_span(group: Any) -> tuple[int, int]:

@@ -1,0 +1,51 @@
+"""Contender: LitData (optimize once, untimed; StreamingDataset + StreamingDataLoader,
+decode in __getitem__ with Pillow, HWC)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import args, files, run
+from litdata import StreamingDataLoader, StreamingDataset, optimize
+from PIL import Image
+
+
+def to_sample(item: tuple[str, int, int]) -> dict[str, object]:
+    path, label, index = item
+    return {"image": Path(path).read_bytes(), "label": label, "id": index}
+
+
+class Decoded(StreamingDataset):  # type: ignore[misc]
+    def __getitem__(self, i: object) -> tuple[torch.Tensor, int]:
+        sample = super().__getitem__(i)
+        image = np.asarray(Image.open(io.BytesIO(sample["image"])).convert("RGB"))
+        return torch.from_numpy(image.copy()), int(sample["id"])
+
+
+def main() -> None:
+    a = args()
+    found = files(a.data)
+    items = [(str(p), label, i) for i, (p, label) in enumerate(found)]
+    out = a.work / "litdata"
+    if not (out / "index.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        optimize(
+            fn=to_sample,
+            inputs=items,
+            output_dir=str(out),
+            chunk_bytes="64MB",
+            num_workers=1,
+        )
+    if a.prepare:
+        return
+    dataset = Decoded(str(out), shuffle=True, seed=0)
+    loader = StreamingDataLoader(dataset, batch_size=a.batch, num_workers=a.workers)
+    run(((images, ids.tolist()) for images, ids in loader), len(found))
+
+
+if __name__ == "__main__":
+    main()

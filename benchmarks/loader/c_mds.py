@@ -1,0 +1,44 @@
+"""Contender: MosaicML Streaming (MDSWriter once, untimed; StreamingDataset, decode in
+__getitem__ with Pillow, HWC), its recommended defaults (py1e shuffle)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import torch
+from common import args, files, run
+from PIL import Image
+from streaming import MDSWriter, StreamingDataset
+from torch.utils.data import DataLoader
+
+
+class Decoded(StreamingDataset):  # type: ignore[misc]
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        sample = super().__getitem__(i)
+        image = np.asarray(Image.open(io.BytesIO(sample["image"])).convert("RGB"))
+        return torch.from_numpy(image.copy()), int(sample["id"])
+
+
+def main() -> None:
+    a = args()
+    found = files(a.data)
+    out = a.work / "mds"
+    if not (out / "index.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        columns = {"image": "bytes", "label": "int", "id": "int"}
+        with MDSWriter(out=str(out), columns=columns, compression="zstd") as writer:
+            for i, (path, label) in enumerate(found):
+                writer.write({"image": path.read_bytes(), "label": label, "id": i})
+    if a.prepare:
+        return
+    local = a.work / "mds-local"
+    shutil.rmtree(local, ignore_errors=True)
+    dataset = Decoded(local=str(out), shuffle=True, shuffle_seed=0, batch_size=a.batch)
+    loader = DataLoader(dataset, batch_size=a.batch, num_workers=a.workers)
+    run(((images, ids.tolist()) for images, ids in loader), len(found))
+
+
+if __name__ == "__main__":
+    main()

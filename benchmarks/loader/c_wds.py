@@ -1,0 +1,41 @@
+"""Contender: WebDataset (tar shards written once, untimed; shard shuffle + a 1,000-sample
+buffer, as its docs recommend; decode "rgb8" = Pillow, HWC uint8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import webdataset as wds
+from common import args, files, run
+
+
+def main() -> None:
+    a = args()
+    found = files(a.data)
+    out = a.work / "wds"
+    if not (out / "done").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with wds.ShardWriter(
+            str(out / "shard-%05d.tar"), maxcount=max(50, len(found) // 20), mtime=0
+        ) as sink:
+            for i, (path, label) in enumerate(found):
+                sink.write({"__key__": f"{i:07d}", "png": path.read_bytes(), "cls": label})
+        (out / "done").touch()
+    if a.prepare:
+        return
+    urls = sorted(str(p) for p in Path(out).glob("shard-*.tar"))
+    dataset = (
+        wds.WebDataset(urls, shardshuffle=True, nodesplitter=wds.split_by_node, seed=0)
+        .shuffle(1000)
+        .decode("rgb8")
+        .to_tuple("png", "__key__")
+        .map_tuple(lambda im: torch.from_numpy(im.copy()), int)
+        .batched(a.batch, partial=True)
+    )
+    loader = wds.WebLoader(dataset, batch_size=None, num_workers=a.workers)
+    run(((images, list(ids)) for images, ids in loader), len(found))
+
+
+if __name__ == "__main__":
+    main()
