@@ -16,6 +16,7 @@ from PIL import Image, ImageEnhance
 
 from conveyor.core.errors import ConveyorError
 from conveyor.data import transforms as T
+from conveyor.data.transforms import near
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -242,8 +243,8 @@ def test_popcount_fallback_matches_numpy() -> None:
     values = np.random.default_rng(1).integers(0, 2**64 - 1, size=1000, dtype=np.uint64)
     values[:2] = [0, 2**64 - 1]
     expected = [bin(int(v)).count("1") for v in values]
-    assert T._popcount_table(values).tolist() == expected
-    assert T._popcount(values).tolist() == expected
+    assert near._popcount_table(values).tolist() == expected
+    assert near._popcount(values).tolist() == expected
 
 
 # -- missing values --------------------------------------------------------------------------
