@@ -19,6 +19,21 @@ from tests.e2e.test_workspace_cli import assert_one_line_error
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
+def kill_9_after(command: list[str], cwd: Path, seconds: float) -> None:
+    """Start a command, and kill -9 it and its worker processes after `seconds`."""
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    time.sleep(seconds)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_digits_walkthrough(cli: Cli, tmp_path: Path) -> None:
     """The bundled example: ingest, dedupe, split, check, show, export."""
     subprocess.run(
@@ -108,17 +123,7 @@ def test_kill_9_during_ingest_then_rerun_finishes(cli: Cli, tmp_path: Path) -> N
     ]
     rng = random.Random(3)
     for _ in range(3):
-        proc = subprocess.Popen(
-            command,
-            cwd=ws,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        time.sleep(rng.uniform(0.5, 2.5))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its worker processes
-        proc.wait()
+        kill_9_after(command, ws, rng.uniform(0.5, 2.5))
         listing = json.loads(cli("data", "ls", "--json", cwd=ws).stdout)
         if listing:  # it finished before the kill: a whole version, never half of one
             assert listing[0]["rows"] == 6000
@@ -149,17 +154,7 @@ def test_kill_9_during_a_prepare_step_then_rerun_finishes(cli: Cli, tmp_path: Pa
     command = [sys.executable, "-m", "conveyor", "data", "dedupe", "pics@v1", "--near"]
     rng = random.Random(5)
     for _ in range(3):
-        proc = subprocess.Popen(
-            command,
-            cwd=ws,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        time.sleep(rng.uniform(0.5, 3.0))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_9_after(command, ws, rng.uniform(0.5, 3.0))
         log = json.loads(cli("data", "log", "pics", "--json", cwd=ws).stdout)
         assert [v["version"] for v in log] in ([1], [2, 1])  # nothing half-made
     finished = cli("data", "dedupe", "pics@v1", "--near", "--json", cwd=ws)
