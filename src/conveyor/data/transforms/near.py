@@ -124,8 +124,9 @@ def near_duplicate_mask(
     is within `max_distance` bits (Hamming distance). So the kept images are pairwise more
     than `max_distance` apart, and every dropped image has a kept one that close. (Chains
     do not propagate: A~B, B~C with A far from C keeps A and C.) Identical hashes are
-    collapsed first, candidate pairs come from band bucketing, so 50,000+ images take well
-    under a second unless huge clusters of near-identical images make many true pairs.
+    collapsed first and candidate pairs come from band bucketing; candidates grow as
+    n² (d+1) / 2^(64/(d+1)): 50k images take about 0.05 s at d=4, 0.6 s at d=8, 4 s at
+    d=12; 1M images about 9 s at d=4 but minutes at d=8.
     Images hashed as `INVALID_HASH` are always kept.
     """
     if isinstance(max_distance, bool) or not isinstance(max_distance, int):
