@@ -55,3 +55,31 @@ class ObjectNotFoundError(ConveyorError):
 
 class ObjectCorruptedError(ConveyorError):
     """An object's bytes no longer hash to its address: storage lost or altered them."""
+
+
+class RunNotFoundError(ConveyorError):
+    """No tracked run with that id (or no artifact by that name in the run)."""
+
+
+class InvalidFilterError(ConveyorError):
+    """A run search filter or order-by that does not parse; the message names the token."""
+
+
+class InvalidRunInputError(ConveyorError):
+    """A value given to a run (status, metric value, artifact) that cannot be recorded."""
+
+
+class TrainingError(ConveyorError):
+    """Training cannot start or go on: a bad argument, a model that does not fit the data."""
+
+
+class CallbackError(TrainingError):
+    """A user hook (step_fn, batch_fn, loss_fn, eval_fn) raised; the message names it."""
+
+
+class CheckpointError(ConveyorError):
+    """A checkpoint cannot be written or read back."""
+
+
+class CheckpointNotFoundError(CheckpointError):
+    """No checkpoint for that run or at that address."""

@@ -1,0 +1,1 @@
+"""Compute: where work runs and what it costs (cost.py: price table, usage meter)."""

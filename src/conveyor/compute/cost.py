@@ -1,0 +1,219 @@
+"""What training used and what it cost: device-seconds, energy (kWh) and USD.
+
+The price table holds on-demand and spot prices per device-hour. The defaults are
+*estimates*: rounded public list prices of the big clouds (AWS us-east-1 for CPU, T4
+(g4dn), L4 (g6), A10G (g5), A100 (p4d/p4de, per GPU) and H100 (p5, per GPU), checked in
+2025, spot as a typical observed discount). Real bills differ by region, commitment
+and month: override them with `PriceTable.from_toml(path)` or `.with_overrides({...})`.
+
+`UsageMeter` measures while training runs:
+
+- CPU: process CPU time (user + system, this process and its finished children such as
+  DataLoader workers) in core-seconds; energy estimated as watts-per-core x core-seconds.
+- GPU: wall time x number of devices; energy from NVML power samples (pynvml, imported
+  only when a GPU is used); without NVML, estimated as the device's TDP x wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from conveyor.compute.power import PowerSampler
+from conveyor.core.errors import ConfigError
+
+Market = Literal["on_demand", "spot"]
+
+# USD per device-hour (CPU: per core-hour). Estimates, see the module docstring.
+ON_DEMAND: dict[str, float] = {
+    "cpu": 0.048,  # c7i: $0.1785/h for 4 vCPU, ~ per core (vCPU)
+    "t4": 0.53,  # g4dn.xlarge
+    "l4": 0.80,  # g6.xlarge
+    "a10g": 1.01,  # g5.xlarge
+    "a100-40gb": 4.10,  # p4d.24xlarge / 8
+    "a100-80gb": 5.12,  # p4de.24xlarge / 8
+    "h100": 6.88,  # p5.48xlarge / 8 (after the 2025 price cut)
+}
+SPOT: dict[str, float] = {
+    "cpu": 0.018,
+    "t4": 0.20,
+    "l4": 0.32,
+    "a10g": 0.42,
+    "a100-40gb": 1.65,
+    "a100-80gb": 2.05,
+    "h100": 2.75,
+}
+# Watts per device when no power meter answers (CPU: per busy core). Vendor TDPs.
+WATTS: dict[str, float] = {
+    "cpu": 10.0,  # e.g. a 280 W, 32-core server CPU is ~9 W per busy core
+    "t4": 70.0,
+    "l4": 72.0,
+    "a10g": 150.0,
+    "a100-40gb": 400.0,
+    "a100-80gb": 400.0,
+    "h100": 700.0,
+}
+
+
+def device_kind(name: str) -> str:
+    """A price-table key from a device name ("NVIDIA A100-SXM4-80GB" -> "a100-80gb")."""
+    low = name.lower()
+    if low in ("cpu", "mps"):
+        return low
+    for key in ("h100", "a10g", "l4", "t4"):
+        if key in low:
+            return key
+    if "a100" in low:
+        return "a100-80gb" if "80g" in low else "a100-40gb"
+    return low
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Prices (USD per device-hour) and watts per device, by device kind."""
+
+    on_demand: Mapping[str, float] = field(default_factory=lambda: dict(ON_DEMAND))
+    spot: Mapping[str, float] = field(default_factory=lambda: dict(SPOT))
+    watts: Mapping[str, float] = field(default_factory=lambda: dict(WATTS))
+
+    def price(self, kind: str, market: Market = "on_demand") -> float | None:
+        """USD per device-hour, or None when the table does not know the device."""
+        table = self.spot if market == "spot" else self.on_demand
+        return table.get(kind)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> PriceTable:
+        """A copy with some entries replaced: {"on_demand": {"t4": 0.35}, "watts": {...}}."""
+        unknown = set(overrides) - {"on_demand", "spot", "watts"}
+        if unknown:
+            raise ConfigError(
+                f"unknown price table section {', '.join(sorted(unknown))}",
+                "use the sections on_demand, spot and watts",
+            )
+        merged: dict[str, dict[str, float]] = {}
+        for section in ("on_demand", "spot", "watts"):
+            values = dict(getattr(self, section))
+            for kind, value in (overrides.get(section) or {}).items():
+                if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                    raise ConfigError(
+                        f"price table {section}.{kind} = {value!r} is not a number >= 0",
+                        "give USD per device-hour (watts for the watts section)",
+                    )
+                values[str(kind).lower()] = float(value)
+            merged[section] = values
+        return replace(self, **merged)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> PriceTable:
+        """Defaults overridden by a TOML file with [on_demand], [spot] and [watts] tables."""
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read the price table {path} ({e})", "fix the file") from e
+        return cls().with_overrides(data.get("prices", data))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one meter measured: device-seconds, energy and estimated cost."""
+
+    device: str  # price-table kind: cpu, t4, a100-80gb...
+    devices: int
+    wall_seconds: float
+    device_seconds: float  # GPU: wall x devices; CPU: core-seconds of CPU time
+    energy_kwh: float
+    energy_measured: bool  # True when NVML reported power; False for an estimate
+    cost_usd: float | None  # None when the price table does not know the device
+    market: Market
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class UsageMeter:
+    """Measures device-seconds, energy and cost between `start()` and `stop()`.
+
+    Use as a context manager or call start/stop; `usage()` may be read at any time.
+    """
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        devices: int = 1,
+        prices: PriceTable | None = None,
+        market: Market = "on_demand",
+        gpu_indices: list[int] | None = None,
+    ) -> None:
+        self.kind = device_kind(device)
+        self.devices = devices
+        self.prices = prices or PriceTable()
+        self.market = market
+        self.gpu_indices = gpu_indices if gpu_indices is not None else list(range(devices))
+        self._wall0 = self._cpu0 = 0.0
+        self._wall = self._cpu = 0.0
+        self._running = False
+        self._power: PowerSampler | None = None
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.kind not in ("cpu", "mps")
+
+    def start(self) -> UsageMeter:
+        self._wall0, self._cpu0 = time.monotonic(), _cpu_seconds()
+        self._running = True
+        if self.is_gpu:
+            self._power = PowerSampler.for_gpus(self.gpu_indices)
+            if self._power is not None:
+                self._power.start()
+        return self
+
+    def stop(self) -> Usage:
+        if self._running:
+            self._wall += time.monotonic() - self._wall0
+            self._cpu += _cpu_seconds() - self._cpu0
+            self._running = False
+            if self._power is not None:
+                self._power.stop()
+        return self.usage()
+
+    def __enter__(self) -> UsageMeter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def usage(self) -> Usage:
+        """The usage so far (includes the running interval)."""
+        wall, cpu = self._wall, self._cpu
+        if self._running:
+            wall += time.monotonic() - self._wall0
+            cpu += _cpu_seconds() - self._cpu0
+        device_seconds = wall * self.devices if self.is_gpu else cpu
+        watts = self.prices.watts.get(self.kind, 0.0)
+        measured = self._power is not None and self._power.joules > 0
+        if measured and self._power is not None:
+            energy = self._power.joules / 3.6e6
+        else:
+            energy = watts * device_seconds / 3.6e6
+        price = self.prices.price(self.kind, self.market)
+        cost = None if price is None else price * device_seconds / 3600
+        return Usage(
+            device=self.kind,
+            devices=self.devices,
+            wall_seconds=wall,
+            device_seconds=device_seconds,
+            energy_kwh=energy,
+            energy_measured=measured,
+            cost_usd=cost,
+            market=self.market,
+        )
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (DataLoader workers), in seconds."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
