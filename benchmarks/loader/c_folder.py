@@ -6,13 +6,10 @@ script that points a Dataset at s3:// would.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
 import torch
-from common import args, files, run
-from PIL import Image
+from common import args, decode_rgb, files, run
 from torch.utils.data import DataLoader, Dataset
 
 
@@ -33,8 +30,7 @@ class Folder(Dataset[tuple[torch.Tensor, int, int]]):
             data = self.client.get_object(Bucket=self.bucket, Key=path)["Body"].read()
         else:
             data = Path(path).read_bytes()
-        image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        return torch.from_numpy(image.copy()), label, i
+        return decode_rgb(data), label, i
 
 
 def main() -> None:

@@ -3,15 +3,12 @@ decode in __getitem__ with Pillow, HWC)."""
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
-from common import args, files, run
+from common import args, decode_rgb, files, run
 from litdata import StreamingDataLoader, StreamingDataset, optimize
-from PIL import Image
 
 
 def to_sample(item: tuple[str, int, int]) -> dict[str, object]:
@@ -22,8 +19,7 @@ def to_sample(item: tuple[str, int, int]) -> dict[str, object]:
 class Decoded(StreamingDataset):  # type: ignore[misc]
     def __getitem__(self, i: object) -> tuple[torch.Tensor, int]:
         sample = super().__getitem__(i)
-        image = np.asarray(Image.open(io.BytesIO(sample["image"])).convert("RGB"))
-        return torch.from_numpy(image.copy()), int(sample["id"])
+        return decode_rgb(sample["image"]), int(sample["id"])
 
 
 def main() -> None:

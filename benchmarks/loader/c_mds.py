@@ -3,13 +3,10 @@ __getitem__ with Pillow, HWC), its recommended defaults (py1e shuffle)."""
 
 from __future__ import annotations
 
-import io
 import shutil
 
-import numpy as np
 import torch
-from common import args, files, run
-from PIL import Image
+from common import args, decode_rgb, files, run
 from streaming import MDSWriter, StreamingDataset
 from torch.utils.data import DataLoader
 
@@ -17,8 +14,7 @@ from torch.utils.data import DataLoader
 class Decoded(StreamingDataset):  # type: ignore[misc]
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         sample = super().__getitem__(i)
-        image = np.asarray(Image.open(io.BytesIO(sample["image"])).convert("RGB"))
-        return torch.from_numpy(image.copy()), int(sample["id"])
+        return decode_rgb(sample["image"]), int(sample["id"])
 
 
 def main() -> None:

@@ -46,6 +46,17 @@ def entropy_ratio(ids: list[int]) -> float:
     return entropy(order) / entropy(np.random.default_rng(0).permutation(len(order)))
 
 
+def decode_rgb(data: bytes) -> Any:
+    """Encoded image bytes to an HWC uint8 torch tensor with Pillow, as the rivals do."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return torch.from_numpy(image.copy())
+
+
 def cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -9,7 +9,7 @@ import numpy as np
 
 from conveyor.data.dataset import DatasetVersion
 from conveyor.data.shards import read_shard
-from conveyor.data.transforms import row_keys
+from conveyor.data.transforms import match_rows, row_keys
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,6 @@ class DatasetDiff:
 
 def diff_versions(a: DatasetVersion, b: DatasetVersion) -> DatasetDiff:
     """Rows are compared by identity; shards both versions hold are never read."""
-    from conveyor.data.ingest import _match
-
     sa, sb = a.schema, b.schema
     types_a = {f.name: f.type for f in sa}
     types_b = {f.name: f.type for f in sb}
@@ -46,7 +44,7 @@ def diff_versions(a: DatasetVersion, b: DatasetVersion) -> DatasetDiff:
         keys_a = [row_keys(read_shard(a._catalog.objects, s.digest, identity)) for s in only_a]
         keys_b = [row_keys(read_shard(b._catalog.objects, s.digest, identity)) for s in only_b]
         flat_b = np.concatenate(keys_b) if keys_b else np.zeros((0, 2), dtype=np.uint64)
-        added_mask, kept = _match(keys_a, flat_b)
+        added_mask, kept = match_rows(keys_a, flat_b)
         added = int(added_mask.sum())
         removed = int(sum((~k).sum() for k in kept))
     else:  # nothing in common to identify rows by

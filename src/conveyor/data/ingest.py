@@ -29,7 +29,7 @@ from conveyor.data.refs import check_name
 from conveyor.data.shards import DEFAULT_SHARD_BYTES, read_shard, read_stats, rebatch, write_shard
 from conveyor.data.sources import Reject, Source, open_source, read_files, read_table
 from conveyor.data.stats import merge_stats
-from conveyor.data.transforms import row_keys
+from conveyor.data.transforms import match_rows, row_keys
 
 if TYPE_CHECKING:
     from conveyor.data.catalog import Datasets, Progress
@@ -76,7 +76,7 @@ def ingest(
     stream = _chain(first, batches)
     identity = _identity(source, first.schema)
     parent = _last_ingest(catalog, name)
-    writer = _ShardWriter(catalog, shard_bytes or DEFAULT_SHARD_BYTES, identity, source)
+    writer = _ShardWriter(catalog, shard_bytes or DEFAULT_SHARD_BYTES, identity)
     if (
         parent is not None
         and parent.schema.equals(first.schema)
@@ -194,9 +194,7 @@ def _collect(
 class _ShardWriter:
     """Collects the shards of the version being made and their content keys."""
 
-    def __init__(
-        self, catalog: Datasets, shard_bytes: int, identity: list[str], source: Source
-    ) -> None:
+    def __init__(self, catalog: Datasets, shard_bytes: int, identity: list[str]) -> None:
         self.catalog = catalog
         self.shard_bytes = shard_bytes
         self.identity = identity
@@ -206,7 +204,6 @@ class _ShardWriter:
         self.reused = 0
         self.new_rows = 0
         self.written_bytes = 0
-        self.source = source
 
     def _write(self, table: pa.Table) -> None:
         shard = write_shard(self.catalog.objects, table)
@@ -229,7 +226,7 @@ class _ShardWriter:
                 read_shard(objects, s.digest, self.identity) for s in parent.manifest.shards
             ]
             parent_keys = [row_keys(t) for t in parent_tables]
-            is_new, retained = _match(parent_keys, source_keys)
+            is_new, retained = match_rows(parent_keys, source_keys)
             if not is_new.any() and all(r.all() for r in retained):
                 return True
             for shard, table, keep in zip(
@@ -293,27 +290,3 @@ def _spill(batches: Iterable[pa.RecordBatch], path: str, identity: list[str]) ->
     if writer is not None:
         writer.close()
     return np.concatenate(keys) if keys else np.zeros((0, 2), dtype=np.uint64)
-
-
-def _match(
-    parent_keys: list[np.ndarray], source_keys: np.ndarray
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Pair source rows with parent rows of the same content (the n-th copy with the n-th).
-
-    Returns which source rows are new, and per parent shard which rows are still present.
-    """
-    sizes = [len(k) for k in parent_keys]
-    pk = np.concatenate(parent_keys) if parent_keys else np.zeros((0, 2), dtype=np.uint64)
-    rank = pl.int_range(pl.len()).over("a", "b").alias("rank")
-    parent = pl.DataFrame({"a": pk[:, 0], "b": pk[:, 1], "p": np.arange(len(pk))}).with_columns(
-        rank
-    )
-    source = pl.DataFrame(
-        {"a": source_keys[:, 0], "b": source_keys[:, 1], "s": np.arange(len(source_keys))}
-    ).with_columns(rank)
-    matched = source.join(parent, on=["a", "b", "rank"], how="inner")
-    is_new = np.ones(len(source_keys), dtype=bool)
-    is_new[matched["s"].to_numpy()] = False
-    kept = np.zeros(len(pk), dtype=bool)
-    kept[matched["p"].to_numpy()] = True
-    return is_new, np.split(kept, np.cumsum(sizes)[:-1]) if sizes else []

@@ -145,17 +145,10 @@ class ObjectStore:
             with self._translate("read from"):
                 data: bytes = self.fs.cat_file(target)
         except FileNotFoundError as e:
-            raise ObjectNotFoundError(
-                f"object {digest[:12]}… is not in {self.url}",
-                "check the workspace points at the right store",
-            ) from e
+            raise self._missing(digest) from e
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
-            raise ObjectCorruptedError(
-                f"object {digest[:12]}… in {self.url} is corrupt "
-                f"(its bytes hash to {actual[:12]}…)",
-                "restore it from a backup or recreate the data that wrote it",
-            )
+            raise self._corrupt(digest, f"its bytes hash to {actual[:12]}…")
         return data
 
     def fetch_to(self, digest: str, dest: Path) -> None:
@@ -178,17 +171,10 @@ class ObjectStore:
                     h.update(chunk)
                     f.write(chunk)
             if h.hexdigest() != digest:
-                raise ObjectCorruptedError(
-                    f"object {digest[:12]}… in {self.url} is corrupt "
-                    f"(its bytes hash to {h.hexdigest()[:12]}…)",
-                    "restore it from a backup or recreate the data that wrote it",
-                )
+                raise self._corrupt(digest, f"its bytes hash to {h.hexdigest()[:12]}…")
             tmp.replace(dest)
         except FileNotFoundError as e:
-            raise ObjectNotFoundError(
-                f"object {digest[:12]}… is not in {self.url}",
-                "check the workspace points at the right store",
-            ) from e
+            raise self._missing(digest) from e
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -200,17 +186,12 @@ class ObjectStore:
                     self.path_of(digest), start=offset, end=offset + length
                 )
         except FileNotFoundError as e:
-            raise ObjectNotFoundError(
-                f"object {digest[:12]}… is not in {self.url}",
-                "check the workspace points at the right store",
-            ) from e
+            raise self._missing(digest) from e
         except ObjectStoreUnreachableError as e:
             if not isinstance(e.__cause__, OSError) or e.__cause__.errno != errno.EINVAL:
                 raise
-            raise ObjectCorruptedError(  # the store says the range is past the object's end
-                f"object {digest[:12]}… in {self.url} is shorter than recorded",
-                "restore it from a backup or recreate the data that wrote it",
-            ) from e
+            # the store says the range is past the object's end
+            raise self._corrupt(digest, "it is shorter than recorded") from e
         return data
 
     def exists(self, digest: str) -> bool:
@@ -262,6 +243,18 @@ class ObjectStore:
                     part.unlink()
                     removed += 1
         return removed
+
+    def _missing(self, digest: str) -> ObjectNotFoundError:
+        return ObjectNotFoundError(
+            f"object {digest[:12]}… is not in {self.url}",
+            "check the workspace points at the right store",
+        )
+
+    def _corrupt(self, digest: str, why: str) -> ObjectCorruptedError:
+        return ObjectCorruptedError(
+            f"object {digest[:12]}… in {self.url} is corrupt ({why})",
+            "restore it from a backup or recreate the data that wrote it",
+        )
 
     @contextlib.contextmanager
     def _translate(self, action: str) -> Iterator[None]:

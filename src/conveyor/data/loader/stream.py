@@ -273,13 +273,11 @@ class Loader:
         num_workers: int = 0,
         prefetch_factor: int | None = None,
         pin_memory: bool = False,
-        multiprocessing_context: str | None = None,
     ) -> None:
         self.spec = spec
         self.num_workers = num_workers
         self.prefetch_factor = prefetch_factor if num_workers else None
         self.pin_memory = pin_memory
-        self.multiprocessing_context = multiprocessing_context if num_workers else None
         self.epoch = 0
         self.start = 0  # first global batch of the current pass
         self.consumed = 0  # batches of this rank handed out since `start`
@@ -300,7 +298,6 @@ class Loader:
             num_workers=self.num_workers,
             prefetch_factor=self.prefetch_factor,
             pin_memory=self.pin_memory,
-            multiprocessing_context=self.multiprocessing_context,
         )
         for batch in loader:
             self.consumed += 1

@@ -7,7 +7,7 @@ processes and the global ones (which duplicate comes first, fill values, splits)
 from __future__ import annotations
 
 from conveyor.data.transforms.filtering import filter_table
-from conveyor.data.transforms.keys import first_occurrence_mask, row_keys
+from conveyor.data.transforms.keys import first_occurrence_mask, match_rows, row_keys
 from conveyor.data.transforms.mapping import apply_map
 from conveyor.data.transforms.missing import apply_fill, drop_missing, fill_values
 from conveyor.data.transforms.near import INVALID_HASH, near_duplicate_mask, perceptual_hashes
@@ -22,6 +22,7 @@ __all__ = [
     "fill_values",
     "filter_table",
     "first_occurrence_mask",
+    "match_rows",
     "near_duplicate_mask",
     "perceptual_hashes",
     "row_keys",

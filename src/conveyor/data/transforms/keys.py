@@ -85,3 +85,27 @@ def first_occurrence_mask(keys_per_shard: Sequence[npt.NDArray[Any]]) -> list[Ma
     frame = pl.DataFrame({"a": keys[:, 0], "b": keys[:, 1]})
     first = frame.select(pl.struct("a", "b").is_first_distinct()).to_series().to_numpy()
     return _split_by_sizes(np.asarray(first, dtype=np.bool_), sizes)
+
+
+def match_rows(
+    parent_keys: Sequence[npt.NDArray[Any]], source_keys: npt.NDArray[Any]
+) -> tuple[np.ndarray, Sequence[npt.NDArray[Any]]]:
+    """Pair source rows with parent rows of the same content (the n-th copy with the n-th).
+
+    Returns which source rows are new, and per parent shard which rows are still present.
+    """
+    sizes = [len(k) for k in parent_keys]
+    pk = np.concatenate(parent_keys) if parent_keys else np.zeros((0, 2), dtype=np.uint64)
+    rank = pl.int_range(pl.len()).over("a", "b").alias("rank")
+    parent = pl.DataFrame({"a": pk[:, 0], "b": pk[:, 1], "p": np.arange(len(pk))}).with_columns(
+        rank
+    )
+    source = pl.DataFrame(
+        {"a": source_keys[:, 0], "b": source_keys[:, 1], "s": np.arange(len(source_keys))}
+    ).with_columns(rank)
+    matched = source.join(parent, on=["a", "b", "rank"], how="inner")
+    is_new = np.ones(len(source_keys), dtype=bool)
+    is_new[matched["s"].to_numpy()] = False
+    kept = np.zeros(len(pk), dtype=bool)
+    kept[matched["p"].to_numpy()] = True
+    return is_new, np.split(kept, np.cumsum(sizes)[:-1]) if sizes else []
