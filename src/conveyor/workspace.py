@@ -29,6 +29,7 @@ from conveyor.storage.tables import ObjectRecord, WorkspaceInfo, index_objects
 
 if TYPE_CHECKING:
     from conveyor.data.catalog import Datasets
+    from conveyor.tracking.runs import Runs
 
 HOME_ENV = "CONVEYOR_HOME"
 
@@ -132,6 +133,13 @@ class Workspace:
         from conveyor.data.catalog import Datasets
 
         return Datasets(self.meta, self.objects)
+
+    @functools.cached_property
+    def runs(self) -> Runs:
+        """Experiment runs: `with ws.runs.start(name="cnn") as run: run.log_metric(...)`."""
+        from conveyor.tracking.runs import Runs
+
+        return Runs(self.meta, self.objects, self.root)
 
     # -- objects with their index rows ------------------------------------------------------
 

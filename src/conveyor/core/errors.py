@@ -58,7 +58,7 @@ class ObjectCorruptedError(ConveyorError):
 
 
 class RunNotFoundError(ConveyorError):
-    """No tracked run with that id (or no artifact by that name in the run)."""
+    """No tracked run with that id, or no metric or artifact by that name in it."""
 
 
 class InvalidFilterError(ConveyorError):

@@ -7,6 +7,7 @@ from alembic import context
 
 import conveyor.data.records  # noqa: F401  (registers the dataset tables)
 from conveyor.storage.tables import Base
+from conveyor.tracking import records as tracking_records  # noqa: F401  (tracking tables)
 
 connection = context.config.attributes["connection"]
 context.configure(

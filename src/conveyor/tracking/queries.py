@@ -1,0 +1,371 @@
+"""Reading runs back: details in bulk, filtered search, and metric histories.
+
+A search is one SQL query (each clause an EXISTS on params, tags or the metric summary
+table), then a handful of `IN` queries load the details of the runs it found. A metric
+history is a single range scan of the points table, downsampled in numpy.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.orm import Session
+
+from conveyor.core.errors import InvalidFilterError
+from conveyor.tracking.downsample import minmax_indices
+from conveyor.tracking.filters import Clause, Order
+from conveyor.tracking.records import (
+    MetricPointRecord,
+    RunArtifactRecord,
+    RunMetricRecord,
+    RunNoteRecord,
+    RunParamRecord,
+    RunRecord,
+    RunTagRecord,
+    RunUsageRecord,
+)
+from conveyor.tracking.rollups import Arrays, chart_candidates, downsample_candidates, pick_width
+
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """A metric's latest value (at its highest step) and its extremes."""
+
+    last: float
+    step: int
+    min: float
+    max: float
+    count: int | None = None  # filled in by `get`, which counts the points
+
+
+@dataclass(frozen=True)
+class Usage:
+    seconds: float = 0.0
+    energy_kwh: float = 0.0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    digest: str
+    size: int
+    logged_at: datetime
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A stored run as it is now. Params are the text they were logged as."""
+
+    id: str
+    name: str
+    experiment: str
+    status: str
+    user: str
+    host: str
+    git_commit: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    sessions: int
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from start to end (to now while running)."""
+        end = self.ended_at or datetime.now(UTC)
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def total_usage(self) -> Usage:
+        return Usage(
+            sum(u.seconds for u in self.usage.values()),
+            sum(u.energy_kwh for u in self.usage.values()),
+            sum(u.cost_usd for u in self.usage.values()),
+        )
+
+
+@dataclass(frozen=True)
+class MetricHistory:
+    """A metric's points in step order (downsampled unless `len(self) == total`)."""
+
+    key: str
+    steps: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    wall_times: npt.NDArray[np.float64]
+    total: int
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+# -- search ----------------------------------------------------------------------------------
+
+
+def search_ids(
+    session: Session,
+    clauses: Sequence[Clause],
+    orders: Sequence[Order],
+    experiment: str | None,
+    limit: int | None,
+) -> list[str]:
+    query = select(RunRecord.id)
+    if experiment is not None:
+        query = query.where(RunRecord.experiment == experiment)
+    for clause in clauses:
+        query = query.where(_condition(clause))
+    for order in orders:
+        for column in _order_columns(order):
+            query = query.order_by(
+                column.desc().nulls_last() if order.descending else column.asc().nulls_last()
+            )
+    query = query.order_by(RunRecord.started_at.desc(), RunRecord.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "like":
+        return column.like(value)  # type: ignore[no-any-return]
+    comparisons = {
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
+    }
+    return comparisons[op](value)  # type: ignore[no-any-return]
+
+
+def _text(value: float | str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _condition(clause: Clause) -> ColumnElement[bool]:
+    f, op, value = clause.field, clause.op, clause.value
+    if f.kind == "attribute":
+        column = getattr(RunRecord, f.key)
+        if f.key in ("started_at", "ended_at"):
+            return _compare(column, op, _when(str(value)))
+        return _compare(column, op, _text(value))
+    if f.kind == "param":
+        column = RunParamRecord.number if isinstance(value, float) else RunParamRecord.value
+        return exists().where(
+            RunParamRecord.run_id == RunRecord.id,
+            RunParamRecord.key == f.key,
+            _compare(column, op, value),
+        )
+    if f.kind == "tag":
+        return exists().where(
+            RunTagRecord.run_id == RunRecord.id,
+            RunTagRecord.key == f.key,
+            _compare(RunTagRecord.value, op, _text(value)),
+        )
+    return exists().where(
+        RunMetricRecord.run_id == RunRecord.id,
+        RunMetricRecord.key == f.key,
+        _compare(RunMetricRecord.last_value, op, value),
+    )
+
+
+def _when(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidFilterError(
+            f"{text!r} is not a date", "write dates as '2026-11-23' or '2026-11-23T10:00'"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _order_columns(order: Order) -> list[Any]:
+    f = order.field
+    if f.kind == "attribute":
+        return [getattr(RunRecord, f.key)]
+    if f.kind == "param":
+        base = select(RunParamRecord).where(
+            RunParamRecord.run_id == RunRecord.id, RunParamRecord.key == f.key
+        )
+        return [
+            base.with_only_columns(RunParamRecord.number).scalar_subquery(),
+            base.with_only_columns(RunParamRecord.value).scalar_subquery(),
+        ]
+    table = RunTagRecord if f.kind == "tag" else RunMetricRecord
+    column = RunTagRecord.value if f.kind == "tag" else RunMetricRecord.last_value
+    return [
+        select(column).where(table.run_id == RunRecord.id, table.key == f.key).scalar_subquery()
+    ]
+
+
+# -- details ---------------------------------------------------------------------------------
+
+
+def load_runs(session: Session, ids: Sequence[str], count_points: bool = False) -> list[RunInfo]:
+    """Full details of the runs `ids`, in that order."""
+    found: dict[str, RunInfo] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        found.update(_load_chunk(session, list(ids[start : start + _IN_CHUNK]), count_points))
+    return [found[i] for i in ids if i in found]
+
+
+def _load_chunk(session: Session, ids: list[str], count_points: bool) -> dict[str, RunInfo]:
+    params: dict[str, dict[str, str]] = defaultdict(dict)
+    for p in session.scalars(select(RunParamRecord).where(RunParamRecord.run_id.in_(ids))):
+        params[p.run_id][p.key] = p.value
+    tags: dict[str, dict[str, str]] = defaultdict(dict)
+    for t in session.scalars(select(RunTagRecord).where(RunTagRecord.run_id.in_(ids))):
+        tags[t.run_id][t.key] = t.value
+    metric_rows = list(
+        session.scalars(select(RunMetricRecord).where(RunMetricRecord.run_id.in_(ids)))
+    )
+    counts: dict[int, int] = {}
+    if count_points and metric_rows:
+        counts = dict(
+            session.execute(
+                select(MetricPointRecord.metric_id, func.count())
+                .where(MetricPointRecord.metric_id.in_([m.id for m in metric_rows]))
+                .group_by(MetricPointRecord.metric_id)
+            ).all()
+        )
+    metrics: dict[str, dict[str, MetricSummary]] = defaultdict(dict)
+    for m in sorted(metric_rows, key=lambda m: m.key):
+        metrics[m.run_id][m.key] = MetricSummary(
+            last=_float(m.last_value),
+            step=m.last_step or 0,
+            min=_float(m.min_value),
+            max=_float(m.max_value),
+            count=counts.get(m.id) if count_points else None,
+        )
+    usage: dict[str, dict[str, Usage]] = defaultdict(dict)
+    for run_id, device, seconds, energy, cost in session.execute(
+        select(
+            RunUsageRecord.run_id,
+            RunUsageRecord.device,
+            func.sum(RunUsageRecord.seconds),
+            func.sum(RunUsageRecord.energy_kwh),
+            func.sum(RunUsageRecord.cost_usd),
+        )
+        .where(RunUsageRecord.run_id.in_(ids))
+        .group_by(RunUsageRecord.run_id, RunUsageRecord.device)
+    ):
+        usage[run_id][device] = Usage(float(seconds), float(energy), float(cost))
+    artifacts: dict[str, list[Artifact]] = defaultdict(list)
+    for a in session.scalars(
+        select(RunArtifactRecord)
+        .where(RunArtifactRecord.run_id.in_(ids))
+        .order_by(RunArtifactRecord.name)
+    ):
+        at = datetime.fromtimestamp(a.logged_at, UTC)
+        artifacts[a.run_id].append(Artifact(a.name, a.digest, a.size, at))
+    notes: dict[str, list[str]] = defaultdict(list)
+    for n in session.scalars(
+        select(RunNoteRecord).where(RunNoteRecord.run_id.in_(ids)).order_by(RunNoteRecord.seq)
+    ):
+        notes[n.run_id].append(n.text)
+    out = {}
+    for r in session.scalars(select(RunRecord).where(RunRecord.id.in_(ids))):
+        out[r.id] = RunInfo(
+            id=r.id,
+            name=r.name,
+            experiment=r.experiment,
+            status=r.status,
+            user=r.user,
+            host=r.host,
+            git_commit=r.git_commit,
+            started_at=_aware(r.started_at),
+            ended_at=_aware(r.ended_at) if r.ended_at else None,
+            sessions=r.sessions,
+            params=params[r.id],
+            tags=tags[r.id],
+            metrics=metrics[r.id],
+            usage=usage[r.id],
+            artifacts=artifacts[r.id],
+            notes=notes[r.id],
+        )
+    return out
+
+
+def _float(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- histories -------------------------------------------------------------------------------
+
+
+def read_history(
+    session: Session, metric: RunMetricRecord, max_points: int | None
+) -> MetricHistory:
+    """A metric's points in (step, seq) order; long ones min/max-downsampled from rollups.
+
+    Reads go straight to the driver's cursor: SQLAlchemy's row objects would double
+    the cost of a million-row read.
+    """
+    conn = session.connection()
+    p = "%s" if conn.dialect.name == "postgresql" else "?"
+    driver: Any = conn.connection.dbapi_connection
+    cursor = driver.cursor()
+    try:
+        cursor.execute(
+            f"SELECT count(*) FROM run_metric_points WHERE metric_id = {p}", (metric.id,)
+        )
+        total = int(cursor.fetchone()[0])
+        last_step = metric.last_step or 0
+        width = None
+        if max_points is not None and total > max_points and metric.first_step is not None:
+            width = pick_width(metric.first_step, last_step, max_points)
+        if width is None or max_points is None:
+            steps, values, times = _all_points(cursor, metric.id, p)
+            if max_points is not None and total > max_points:
+                keep = minmax_indices(values, max_points)
+                steps, values, times = steps[keep], values[keep], times[keep]
+        else:
+            ends = []
+            for direction in ("", " DESC"):
+                cursor.execute(
+                    "SELECT step, value, wall_time FROM run_metric_points "
+                    f"WHERE metric_id = {p} ORDER BY step{direction}, seq{direction} LIMIT 1",
+                    (metric.id,),
+                )
+                step, value, wall = cursor.fetchone()
+                ends.append((int(step), _float(value), float(wall)))
+            candidates = chart_candidates(cursor, metric.id, width, p)
+            steps, values, times = downsample_candidates(candidates, ends[0], ends[1], max_points)
+    finally:
+        cursor.close()
+    return MetricHistory(metric.key, steps, values, times, total)
+
+
+def _all_points(cursor: Any, metric_id: int, p: str) -> Arrays:
+    cursor.execute(
+        "SELECT step, value, wall_time FROM run_metric_points "
+        f"WHERE metric_id = {p} ORDER BY step, seq",
+        (metric_id,),
+    )
+    table = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 3)  # NULL (NaN) -> nan
+    return (
+        table[:, 0].astype(np.int64),
+        np.ascontiguousarray(table[:, 1]),
+        np.ascontiguousarray(table[:, 2]),
+    )

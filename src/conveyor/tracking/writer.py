@@ -1,0 +1,181 @@
+"""The background writer of one run: the training loop never waits for the database.
+
+`add` appends an event to an in-memory list under a lock (well under a microsecond).
+A daemon thread takes the whole list every `flush_every_s` seconds, or as soon as
+`max_pending` events wait, and writes it in one transaction. If the store does not
+answer, the batch goes to the run's spool file instead and the writer retries every
+`retry_every_s`, delivering the spool (in order, before anything newer) once the
+store is back. `close` waits a bounded time; what is still in flight then is written
+to a fresh spool file that this or a later process delivers (see SPOOL.md).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from conveyor.core.logs import get_logger
+from conveyor.storage.metadata import MetadataStore
+from conveyor.tracking.persist import write_events
+from conveyor.tracking.spool import Event, Spool
+
+log = get_logger(__name__)
+_DELIVERY_CHUNK = 100_000
+
+
+class RunWriter:
+    """Buffers one run's events and delivers them from a background thread."""
+
+    def __init__(
+        self,
+        meta: MetadataStore,
+        run_id: str,
+        spool_dir: Path,
+        *,
+        flush_every_s: float = 0.5,
+        max_pending: int = 20_000,
+        retry_every_s: float = 1.0,
+    ) -> None:
+        self.meta = meta
+        self.run_id = run_id
+        self.spool_dir = spool_dir
+        self.flush_every_s = flush_every_s
+        self.max_pending = max_pending
+        self.retry_every_s = retry_every_s
+        self._tick: Callable[[], None] | None = None
+        self._tick_every_s: float | None = None
+        self._pending: list[Event] = []
+        self._inflight: list[Event] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._added = 0  # events ever added
+        self._handled = 0  # events written to the store or to the spool
+        self._stopping = False
+        self._spool = Spool(spool_dir, run_id)
+        self._last_retry = 0.0
+        self._metric_ids: dict[str, int] = {}
+        self._thread = threading.Thread(
+            target=self._run, name=f"conveyor-run-{run_id[:8]}", daemon=True
+        )
+
+    def start(self, tick: Callable[[], None] | None = None, every_s: float | None = None) -> None:
+        """Start the thread; `tick` (system metrics) is called every `every_s` seconds."""
+        self._tick, self._tick_every_s = tick, every_s
+        self._thread.start()
+
+    # -- the caller's side -------------------------------------------------------------------
+
+    def add(self, event: Event) -> None:
+        with self._lock:
+            self._pending.append(event)
+            self._added += 1
+            full = len(self._pending) >= self.max_pending
+        if full:
+            self._wake.set()
+
+    def add_many(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            self._pending.extend(events)
+            self._added += len(events)
+            full = len(self._pending) >= self.max_pending
+        if full:
+            self._wake.set()
+
+    @property
+    def spooling(self) -> bool:
+        """True while the store is unreachable and events go to the spool file."""
+        return self._spool.exists
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything added so far is in the store (True) or spooled (False)."""
+        with self._lock:
+            target = self._added
+        self._wake.set()
+        with self._done:
+            self._done.wait_for(lambda: self._handled >= target, timeout)
+            return self._handled >= target and not self._spool.exists
+
+    def close(self, timeout: float) -> bool:
+        """Stop the thread; wait at most `timeout` s. True if every event reached the store."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():  # the store is slow or hanging: leave the rest on disk
+            with self._lock:
+                left = [*self._inflight, *self._pending]
+                self._pending = []
+            abandoned = Spool(self.spool_dir, self.run_id)
+            abandoned.append(left)
+            abandoned.release()
+            log.warning("run_events_spooled", run=self.run_id, events=len(left))
+            return False
+        delivered = not self._spool.exists
+        self._spool.release()  # an undelivered spool stays for a later process
+        return delivered
+
+    # -- the thread's side -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + (self._tick_every_s or 0.0)
+        while True:
+            self._wake.wait(self.flush_every_s)
+            self._wake.clear()
+            if self._tick is not None and self._tick_every_s and time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self._tick_every_s
+                self._safe_tick()
+            stopping = self._stopping
+            with self._lock:
+                batch, self._pending = self._pending, []
+                self._inflight = batch
+            self._deliver(batch, final=stopping)
+            with self._lock:
+                self._inflight = []
+            with self._done:
+                self._handled += len(batch)
+                self._done.notify_all()
+            if stopping and not self._pending:
+                return
+
+    def _safe_tick(self) -> None:
+        assert self._tick is not None
+        try:
+            self._tick()
+        except Exception as e:  # noqa: BLE001 - a failing sampler must not stop the writer
+            log.warning("system_metrics_failed", run=self.run_id, error=str(e))
+
+    def _deliver(self, batch: list[Event], final: bool) -> None:
+        if self._spool.exists and not self._deliver_spool(force=final):
+            self._spool.append(batch)
+            return
+        if not batch:
+            return
+        try:
+            write_events(self.meta, self.run_id, batch, self._metric_ids)
+        except Exception as e:  # noqa: BLE001 - store down or failing: keep the events on disk
+            log.warning("metadata_unreachable_spooling", run=self.run_id, error=str(e)[:300])
+            self._spool.append(batch)
+            self._last_retry = time.monotonic()
+
+    def _deliver_spool(self, force: bool) -> bool:
+        """Try to deliver the spool file; True once it is delivered and removed."""
+        if not force and time.monotonic() - self._last_retry < self.retry_every_s:
+            return False
+        self._last_retry = time.monotonic()
+        events = self._spool.events()
+        try:
+            for start in range(0, len(events), _DELIVERY_CHUNK):
+                write_events(
+                    self.meta,
+                    self.run_id,
+                    events[start : start + _DELIVERY_CHUNK],
+                    self._metric_ids,
+                )
+        except Exception as e:  # noqa: BLE001
+            log.info("metadata_still_unreachable", run=self.run_id, error=str(e)[:300])
+            return False
+        self._spool.remove()
+        log.info("spool_delivered", run=self.run_id, events=len(events))
+        return True
