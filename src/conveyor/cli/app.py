@@ -15,7 +15,7 @@ import typer
 from typer.exceptions import TyperException
 
 from conveyor import __version__
-from conveyor.cli import data_commands, output, workspace_commands
+from conveyor.cli import data_commands, output, runs_commands, workspace_commands
 from conveyor.cli.state import state
 from conveyor.core.errors import ConveyorError
 
@@ -58,6 +58,7 @@ def _global(
 app.command()(workspace_commands.init)
 app.command()(workspace_commands.status)
 app.add_typer(data_commands.app, name="data")
+app.add_typer(runs_commands.app, name="runs")
 
 
 def main(argv: list[str] | None = None) -> None:
