@@ -171,6 +171,22 @@ def test_a_corrupt_shard_is_a_clear_error(pics: Workspace, tmp_path: Path) -> No
             pass
 
 
+def test_one_flipped_byte_inside_a_shard_is_caught_before_use(
+    pics: Workspace, tmp_path: Path
+) -> None:
+    version = pics.datasets.get("pics")
+    shard = version.shards()[0]
+    path = pics.objects.path_of(shard.digest)
+    data = bytearray(pics.objects.fs.cat_file(path))
+    data[len(data) // 3] ^= 0xFF  # same size: only the hashes can tell
+    with pics.objects.fs.open(path, "wb") as f:
+        f.write(bytes(data))
+    loader = version.loader(batch_size=100, columns=["image"], **loader_kwargs(tmp_path))
+    with pytest.raises(ObjectCorruptedError, match=shard.digest[:12]):
+        for _ in loader:
+            pass
+
+
 def test_tabular_columns_come_out_as_tensors(workspace: Workspace, tmp_path: Path) -> None:
     workspace.datasets.ingest(csv_file(tmp_path / "t.csv", 300), "t")
     batch = next(

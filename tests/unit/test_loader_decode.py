@@ -49,3 +49,22 @@ def test_batches_stack_in_either_layout() -> None:
     assert tuple(decode.images_to_tensor(arrays, "CHW").shape) == (4, 3, 9, 12)
     mixed = [*arrays, np.zeros((5, 5, 3), dtype=np.uint8)]
     assert isinstance(decode.images_to_tensor(mixed, "CHW"), list)
+
+
+def test_pngs_the_fast_paths_skip_still_match_pillow() -> None:
+    rng = np.random.default_rng(1)
+    palette = Image.fromarray(rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)).quantize(16)
+    deep = Image.fromarray(rng.integers(0, 65535, (9, 12), dtype=np.uint16))
+    for image, mode in [(palette, "RGB"), (palette, None), (deep, "L")]:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        with Image.open(io.BytesIO(buffer.getvalue())) as img:
+            expected = np.array(img.convert(mode) if mode else img)
+        got = decode.decode_image(buffer.getvalue(), mode)
+        assert np.array_equal(got.reshape(expected.shape), expected), (image.mode, mode)
+
+
+def test_an_rgb_png_asked_for_in_grey_is_converted_as_pillow_does() -> None:
+    data, _ = encoded("RGB", "PNG")
+    expected = np.array(Image.open(io.BytesIO(data)).convert("L"))
+    assert np.array_equal(decode.decode_image(data, "L")[:, :, 0], expected)

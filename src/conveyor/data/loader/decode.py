@@ -6,11 +6,8 @@ import io
 from typing import Any, Literal
 
 import numpy as np
-import pyarrow as pa
 import torch
 from PIL import Image
-
-from conveyor.core.errors import ConveyorError
 
 try:
     import cv2 as _cv2
@@ -19,36 +16,65 @@ try:
     _CV2_MODES: dict[str | None, int] = {
         None: _cv2.IMREAD_UNCHANGED,
         "RGB": _cv2.IMREAD_COLOR,
-        "L": _cv2.IMREAD_GRAYSCALE,
     }
+    if hasattr(_cv2, "IMREAD_COLOR_RGB"):  # OpenCV 4.11+: RGB without a colour conversion
+        _CV2_MODES["RGB"] = _cv2.IMREAD_COLOR_RGB
 except ImportError:  # optional: Pillow decodes everything, only slower
     _cv2 = None  # type: ignore[assignment]
     _CV2_MODES = {}
+
+try:
+    import pyspng as _spng
+except ImportError:  # optional: OpenCV or Pillow decode PNGs too
+    _spng = None
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_MODES = {0: "L", 2: "RGB", 6: "RGBA"}  # IHDR colour types decoded as they are
 
 Layout = Literal["HWC", "CHW"]
 _FLOAT = torch.float32
 
 
-def decode_image(data: bytes, mode: str | None) -> np.ndarray:
+def decode_image(data: bytes | np.ndarray, mode: str | None) -> np.ndarray:
     """Encoded bytes to an HWC uint8 array (grayscale gets a channel axis of 1).
 
-    OpenCV decodes small images about 3x faster than Pillow (no per-image Python work);
-    Pillow takes over for what OpenCV does not cover (GIF, 16-bit, other modes).
+    Small images cost more in per-call overhead than in pixels: libspng (pyspng) decodes
+    8-bit PNGs about 1.6x faster than OpenCV, which is 2-3x faster than Pillow. Each
+    fast path takes only what it decodes exactly as Pillow would; Pillow takes the rest
+    (GIF, palettes, 16-bit, mode conversions).
     """
-    array = _decode_cv2(data, mode) if _cv2 is not None and mode in _CV2_MODES else None
+    array = None
+    png = _png_mode(data)
+    if png and mode in (None, png) and _spng is not None:
+        array = _spng.load(bytes(data))
+    elif png != "" and _cv2 is not None and mode in _CV2_MODES:
+        array = _decode_cv2(data, mode)
     if array is None:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(bytes(data))) as img:
             converted = img.convert(mode) if mode is not None and img.mode != mode else img
             array = np.array(converted, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def _decode_cv2(data: bytes, mode: str | None) -> np.ndarray | None:
+def _png_mode(data: bytes | np.ndarray) -> str | None:
+    """An 8-bit grey, RGB or RGBA PNG's mode; "" for other PNGs (palettes, 16-bit), which
+    the fast paths decode differently from Pillow; None when it is not a PNG."""
+    head = bytes(data[:26])
+    if head[:8] != _PNG:
+        return None
+    if len(head) < 26 or head[24] != 8:
+        return ""
+    return _PNG_COLOUR_MODES.get(head[25], "")
+
+
+def _decode_cv2(data: bytes | np.ndarray, mode: str | None) -> np.ndarray | None:
     assert _cv2 is not None
     flag = _CV2_MODES[mode]
     array = _cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if array is None or array.dtype != np.uint8:
         return None
+    if flag == getattr(_cv2, "IMREAD_COLOR_RGB", None):
+        return array  # already RGB
     if array.ndim == 3 and array.shape[2] == 3:
         return _cv2.cvtColor(array, _cv2.COLOR_BGR2RGB)
     if array.ndim == 3 and array.shape[2] == 4:
@@ -72,22 +98,9 @@ def image_to_tensor(array: np.ndarray, layout: Layout) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def column_to_tensor(column: pa.ChunkedArray | pa.Array, name: str) -> Any:
+def column_to_tensor(values: np.ndarray | list[Any], name: str) -> Any:
     """Numbers become tensors of their dtype (floats as float32); the rest stay Python lists."""
-    t = column.type
-    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t):
-        if column.null_count:
-            raise ConveyorError(
-                f"column '{name}' has missing values, which tensors cannot hold",
-                "fill or drop them first: `conveyor data fill` or `conveyor data drop-missing`",
-            )
-        array = np.array(column.to_numpy(), copy=True)  # Arrow's buffers are read-only
-        tensor = torch.from_numpy(array)
-        return tensor.to(_FLOAT) if pa.types.is_floating(t) else tensor
-    return column.to_pylist()
-
-
-def labels_to_tensor(column: pa.ChunkedArray | pa.Array, classes: list[str]) -> torch.Tensor:
-    """String labels to class ids (their position in the sorted list of classes)."""
-    lookup = {c: i for i, c in enumerate(classes)}
-    return torch.tensor([lookup[v] for v in column.to_pylist()], dtype=torch.int64)
+    if isinstance(values, np.ndarray):
+        tensor = torch.from_numpy(np.ascontiguousarray(values))
+        return tensor.to(_FLOAT) if tensor.is_floating_point() else tensor
+    return values

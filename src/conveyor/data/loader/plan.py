@@ -73,14 +73,32 @@ class EpochPlan:
         sizes = [sum(b.rows for b in w) for w in self._windows]
         return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
+    @cached_property
+    def _recent(self) -> dict[int, np.ndarray]:
+        return {}
+
     def window_ids(self, w: int) -> np.ndarray:
-        """Global sample ids of window `w`, in epoch order."""
+        """Global sample ids of window `w`, in epoch order (the last two are kept)."""
+        if w in self._recent:
+            return self._recent[w]
         ids = np.concatenate(
             [np.arange(b.start, b.start + b.rows, dtype=np.int64) for b in self._windows[w]]
         )
         if self.shuffle:
             ids = np.random.default_rng([self.seed, self.epoch, w]).permutation(ids)
+        if len(self._recent) >= 2:
+            del self._recent[next(iter(self._recent))]
+        self._recent[w] = ids
         return ids
+
+    def windows_at(self, positions: np.ndarray) -> list[int]:
+        """The windows epoch positions fall in, in order of first appearance."""
+        first, last = int(positions[0]), int(positions[-1])
+        if last - first == len(positions) - 1 and last < self.total:  # a plain run
+            low, high = np.searchsorted(self._window_starts, [first, last], side="right") - 1
+            return list(range(int(low), int(high) + 1))
+        windows = np.searchsorted(self._window_starts, positions % self.total, side="right") - 1
+        return [int(w) for w in dict.fromkeys(windows.tolist())]
 
     def ids_at(self, positions: np.ndarray) -> np.ndarray:
         """Global sample ids at epoch positions (positions wrap around, for padding)."""

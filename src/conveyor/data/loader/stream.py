@@ -7,6 +7,7 @@ groups, decodes images and yields ready-made batches.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -23,13 +24,13 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from conveyor.core.errors import ConveyorError
 from conveyor.data.loader.cache import ShardCache
+from conveyor.data.loader.columns import Column, Values, gather, group_columns
 from conveyor.data.loader.decode import (
     Layout,
     column_to_tensor,
     decode_image,
     image_to_tensor,
     images_to_tensor,
-    labels_to_tensor,
 )
 from conveyor.data.loader.plan import Batch, EpochPlan, Even, make_blocks, rank_batches
 from conveyor.data.loader.ranges import read_footer, read_group
@@ -90,54 +91,49 @@ class ShardStream(IterableDataset[dict[str, Any]]):
         spec = self.spec
         plan = spec.plan(self.epoch)
         mine = spec.batches(self.epoch, self.start)[worker::workers]
-        reader = _BlockReader(spec, plan)
-        with reader:
-            ids_per_batch = [plan.ids_at(b.positions) for b in mine]
-            reader.plan_prefetch(ids_per_batch)
-            for i, ids in enumerate(ids_per_batch):
+        with _BlockReader(spec, plan) as reader:
+            reader.plan_prefetch([plan.windows_at(b.positions) for b in mine])
+            for i, batch in enumerate(mine):
                 reader.advance(i)
-                yield self._make_batch(reader, ids)
+                ids = plan.ids_at(batch.positions)
+                yield self._make_batch(reader.rows(ids), ids)
 
-    def _make_batch(self, reader: _BlockReader, ids: np.ndarray) -> dict[str, Any]:
+    def _make_batch(self, columns: dict[str, Values], ids: np.ndarray) -> dict[str, Any]:
         spec = self.spec
-        table = reader.rows(ids)
         if spec.transform is not None:
-            return _collate([spec.transform(s) for s in _samples(table, spec, ids)], spec)
+            return _collate([spec.transform(s) for s in _samples(columns, spec, ids)])
         out: dict[str, Any] = {}
-        for name in table.column_names:
-            column = table.column(name)
-            if name == spec.image_column:
-                arrays = [decode_image(b, spec.image_mode) for b in column.to_pylist()]
+        for name, values in columns.items():
+            if name == spec.image_column and not isinstance(values, np.ndarray):
+                arrays = [decode_image(b, spec.image_mode) for b in values]
                 out[name] = images_to_tensor(arrays, spec.image_layout)
-            elif name == spec.label_column and spec.classes:
-                out[name] = labels_to_tensor(column, list(spec.classes))
             else:
-                out[name] = column_to_tensor(column, name)
+                out[name] = column_to_tensor(values, name)
         if spec.with_index:
             out["index"] = torch.from_numpy(ids.copy())
         return out
 
 
-def _samples(table: pa.Table, spec: LoaderSpec, ids: np.ndarray) -> Iterator[dict[str, Any]]:
+def _samples(
+    columns: dict[str, Values], spec: LoaderSpec, ids: np.ndarray
+) -> Iterator[dict[str, Any]]:
     """One decoded sample at a time, for per-sample user transforms."""
-    lookup = {c: i for i, c in enumerate(spec.classes)}
-    for i, row in enumerate(table.to_pylist()):
+    for i in range(len(ids)):
         sample: dict[str, Any] = {}
-        for name, value in row.items():
-            if name == spec.image_column:
+        for name, values in columns.items():
+            value = values[i]
+            if name == spec.image_column and not isinstance(values, np.ndarray):
                 sample[name] = image_to_tensor(
                     decode_image(value, spec.image_mode), spec.image_layout
                 )
-            elif name == spec.label_column and lookup:
-                sample[name] = lookup[value]
             else:
-                sample[name] = value
+                sample[name] = value.item() if isinstance(value, np.generic) else value
         if spec.with_index:
             sample["index"] = int(ids[i])
         yield sample
 
 
-def _collate(samples: list[dict[str, Any]], spec: LoaderSpec) -> dict[str, Any]:
+def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     from torch.utils.data import default_collate
 
     try:
@@ -155,7 +151,8 @@ class _BlockReader:
         self.starts = np.array([b.start for b in plan.blocks], dtype=np.int64)
         store = ObjectStore(spec.objects_url, spec.objects_options)
         self.cache = ShardCache(store, spec.cache_dir, spec.cache_limit_bytes)
-        self.groups: OrderedDict[int, pa.Table] = OrderedDict()
+        self.plan = plan
+        self.groups: OrderedDict[int, dict[str, Column]] = OrderedDict()
         self.files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self.footers: dict[int, pq.FileMetaData] = {}
         self.pool = ThreadPoolExecutor(PREFETCH_SHARDS, thread_name_prefix="conveyor-prefetch")
@@ -171,64 +168,77 @@ class _BlockReader:
             future.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def plan_prefetch(self, ids_per_batch: list[np.ndarray]) -> None:
+    def plan_prefetch(self, windows_per_batch: list[list[int]]) -> None:
         """Note which shard each batch first needs, in order, for prefetching."""
+        if self.spec.cache_dir is None and self.spec.ranges:
+            return  # a local store with row-group hashes: groups are read and verified alone
+        seen_windows: set[int] = set()
         seen: set[int] = set()
-        for i, ids in enumerate(ids_per_batch):
-            blocks = np.searchsorted(self.starts, ids, side="right") - 1
-            for shard in dict.fromkeys(self.blocks[b].shard for b in np.unique(blocks)):
-                if shard not in seen:
-                    seen.add(shard)
-                    self.need_order.append(shard)
-                    self.first_need.append(i)
+        for i, windows in enumerate(windows_per_batch):
+            for w in windows:
+                if w in seen_windows:
+                    continue
+                seen_windows.add(w)
+                for block in self.plan.blocks_of_window(w):
+                    if block.shard not in seen:
+                        seen.add(block.shard)
+                        self.need_order.append(block.shard)
+                        self.first_need.append(i)
 
     def advance(self, batch: int) -> None:
         """Start fetching the shards needed up to a few shards beyond this batch."""
-        reach = sum(1 for b in self.first_need if b <= batch) + PREFETCH_SHARDS
+        reach = bisect.bisect_right(self.first_need, batch) + PREFETCH_SHARDS
         for shard in self.need_order[:reach]:
             if shard not in self.futures:
                 digest = self.spec.shards[shard]
                 self.futures[shard] = self.pool.submit(self.cache.path, digest)
 
-    def rows(self, ids: np.ndarray) -> pa.Table:
-        """The rows with these global ids, in this order."""
+    def rows(self, ids: np.ndarray) -> dict[str, Values]:
+        """The rows with these global ids, in this order, column by column."""
         block_of = np.searchsorted(self.starts, ids, side="right") - 1
-        pieces, order = [], []
-        for b in np.unique(block_of):
-            where = np.nonzero(block_of == b)[0]
-            table = self._group(int(b))
-            pieces.append(table.take(pa.array(ids[where] - self.starts[b])))
-            order.append(where)
-        merged = pa.concat_tables(pieces)
+        order = np.argsort(block_of, kind="stable")  # the batch's rows grouped by block
+        cuts = np.flatnonzero(np.diff(block_of[order])) + 1
+        groups = []
+        for where in np.split(order, cuts):
+            b = int(block_of[where[0]])
+            groups.append((self._group(b), ids[where] - self.starts[b]))
         inverse = np.empty(len(ids), dtype=np.int64)
-        inverse[np.concatenate(order)] = np.arange(len(ids))
-        return merged.take(pa.array(inverse))
+        inverse[order] = np.arange(len(ids))
+        out: dict[str, Values] = {}
+        for name in self.spec.columns:
+            gathered = gather([(g[name], local) for g, local in groups])
+            if isinstance(gathered, np.ndarray):
+                out[name] = gathered[inverse]
+            else:
+                out[name] = [gathered[int(i)] for i in inverse]
+        return out
 
-    def _group(self, b: int) -> pa.Table:
+    def _group(self, b: int) -> dict[str, Column]:
         if b in self.groups:
             self.groups.move_to_end(b)
             return self.groups[b]
         block = self.blocks[b]
         columns = list(self.spec.columns)
         if self._cached_soon(block.shard):
-            table = self._file(block.shard).read_row_group(block.group, columns=columns)
-        else:  # the shard is still downloading: fetch just this row group meanwhile
+            table = self._file(block.shard).read_row_group(
+                block.group, columns=columns, use_threads=False
+            )
+        else:  # still downloading, or a local store: read (and verify) just this row group
             table = self._ranged(block.shard, block.group, columns)
-        self.groups[b] = table
+        self.groups[b] = group_columns(table, self.spec.label_column, self.spec.classes)
         if len(self.groups) > self.spec.window + 8:
             self.groups.popitem(last=False)
-        return table
+        return self.groups[b]
 
     def _cached_soon(self, shard: int) -> bool:
         """Whether to read from the (cached or local) file rather than by range."""
         future = self.futures.get(shard)
         ranges = self.spec.ranges[shard] if self.spec.ranges else None
-        return (
-            shard in self.files
-            or self.cache.folder is None
-            or ranges is None
-            or (future is not None and future.done())
-        )
+        if ranges is None:
+            return True  # an older manifest without row-group hashes: whole shards only
+        if self.cache.folder is None:
+            return False  # local: verifying one group's bytes beats hashing the whole shard
+        return shard in self.files or (future is not None and future.done())
 
     def _ranged(self, shard: int, group: int, columns: list[str]) -> pa.Table:
         footer, parts = self.spec.ranges[shard]  # type: ignore[misc]
