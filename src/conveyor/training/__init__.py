@@ -12,6 +12,7 @@ from __future__ import annotations
 from conveyor.training.checkpoint import CheckpointInfo, CheckpointStore
 from conveyor.training.config import EarlyStopping, TrainConfig, TrainResult
 from conveyor.training.device import pick_device, seed_everything
+from conveyor.training.distributed import init_distributed
 from conveyor.training.preempt import EXIT_PREEMPTED
 from conveyor.training.reporting import RunLike
 from conveyor.training.trainer import Trainer, fit
@@ -26,6 +27,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "fit",
+    "init_distributed",
     "pick_device",
     "seed_everything",
 ]

@@ -77,6 +77,26 @@ def join(prefer_cuda: bool) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), _local_rank(), started_here=True)
 
 
+def init_distributed(device: str | None = None) -> Distributed:
+    """Join the torchrun-style job now, before making loaders, so each reads its own part.
+
+    Call it first in a multi-process script; it does nothing in a single process. The
+    process group stays up after `fit` (end it with torch.distributed.destroy_process_group).
+    """
+    job = join(prefer_cuda=device in (None, "cuda"))
+    return Distributed(job.rank, job.world, job.local_rank, started_here=False)
+
+
+def check_loader(loader: object, job: Distributed) -> None:
+    """A Conveyor loader made before the process group would read every rank's data."""
+    world = getattr(getattr(loader, "spec", None), "world", None)
+    if job.enabled and world is not None and world != job.world:
+        raise TrainingError(
+            f"the train loader was made for {world} process(es), but this job has {job.world}",
+            "call conveyor.training.init_distributed() before making loaders",
+        )
+
+
 def wrap(model: torch.nn.Module, job: Distributed, device: torch.device) -> torch.nn.Module:
     """The model as the training step calls it: DDP-wrapped in a multi-process job."""
     if not job.enabled:

@@ -31,7 +31,7 @@ class RunLike(Protocol):
     def log_artifact(self, data: str | Path | bytes, name: str | None = None) -> Any: ...
 
     def record_usage(
-        self, *, device: str, seconds: float, energy_kwh: float, cost_usd: float | None
+        self, device: str, seconds: float, energy_kwh: float, cost_usd: float
     ) -> Any: ...
 
     def set_status(self, status: str) -> Any: ...
@@ -66,11 +66,11 @@ class Reporter:
                 device=usage.device,
                 seconds=usage.device_seconds,
                 energy_kwh=usage.energy_kwh,
-                cost_usd=usage.cost_usd,
+                cost_usd=usage.cost_usd or 0.0,  # a device the price table lacks: not priced
             )
 
     def status(self, status: str, end: bool) -> None:
-        """`end=False` leaves the run open (a preempted run is resumed later)."""
+        """End the run with this status, or (`end=False`) only record it."""
         if self.run is None:
             return
         if end:

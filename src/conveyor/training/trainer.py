@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Protocol
@@ -111,6 +111,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until epochs/max_steps, early stopping or SIGTERM; returns how it ended."""
         self.job = distributed.join(prefer_cuda=self.config.device in (None, "cuda"))
+        distributed.check_loader(self.train_loader, self.job)
         self.device = pick_device(self.config.device, self.job.local_rank)
         self.precision = pick_precision(self.device, self.config.precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.scaler)
@@ -127,7 +128,8 @@ class Trainer:
             self._device_name(), self.job.world, self.config.prices, self.config.market
         ).start()
         if not resumed:
-            self.report.params({"trainer": {**self.config.params(), "world_size": self.job.world}})
+            params = {**self.config.params(), "world_size": self.job.world}
+            self.report.params({f"trainer.{k}": v for k, v in params.items()})
         started, status, failed = time.perf_counter(), "failed", True
         try:
             with PreemptionGuard() as self.guard:
@@ -146,7 +148,7 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
         while not self._limits_reached():
             micro = 0
-            for batch in self.train_loader:
+            for batch in _batches(self.train_loader):
                 micro += 1
                 self._forward_backward(batch, sync=micro == self.config.accumulate)
                 if micro == self.config.accumulate:
@@ -235,8 +237,9 @@ class Trainer:
         if self.eval_loader is None:
             return False
         self.model.eval()
-        try:
-            with torch.no_grad(), self.precision.autocast(self.device):
+        gpus = [self.device] if self.device.type == "cuda" else []
+        try:  # evaluating leaves the training random streams as they were
+            with torch.no_grad(), torch.random.fork_rng(gpus), self.precision.autocast(self.device):
                 self.metrics = self._eval_metrics(self.eval_loader)
         finally:
             self.model.train()
@@ -403,10 +406,8 @@ class Trainer:
             self.usage = self.meter.stop()
             self.report.usage(self.usage)
             ended = "failed" if failed else status
-            if status == "preempted":
-                self.report.status("preempted", end=False)
-            elif self.end_run:
-                self.report.status("finished" if ended == "stopped_early" else ended, end=True)
+            # a preempted run ends as "preempted"; ws.runs.resume(run_id) reopens it
+            self.report.status("finished" if ended == "stopped_early" else ended, self.end_run)
             self.job.close()
 
     def _result(self, status: Status) -> TrainResult:
@@ -430,6 +431,25 @@ class Trainer:
         if self.device.type == "cuda":
             return torch.cuda.get_device_name(self.device)
         return self.device.type
+
+
+def _batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """The loader's batches, without its start-up draw from torch's global generator.
+
+    A torch DataLoader takes a worker seed from the global generator when it starts; a
+    resumed run starts it at another step than an uninterrupted one, so that draw would
+    shift every later dropout mask. Starting it inside fork_rng keeps resume exact.
+    """
+    iterator = iter(loader)
+    with torch.random.fork_rng(devices=[]):
+        first = next(iterator, _END)
+    if first is _END:
+        return
+    yield first
+    yield from iterator
+
+
+_END = object()
 
 
 def _on_plateau(scheduler: Any) -> bool:
