@@ -10,12 +10,27 @@ Points go in with `executemany` on SQLite and a binary COPY on PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
+from typing import cast as typed
 
 import numpy as np
-from sqlalchemy import Connection, Table, and_, case, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Float,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    cast,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,11 +45,11 @@ from conveyor.tracking.records import (
     RunTagRecord,
     RunUsageRecord,
 )
-from conveyor.tracking.rollups import write_rollups
+from conveyor.tracking.rollups import Arrays, rollup_rows, write_rollups
 from conveyor.tracking.spool import Event
 
 _CHUNK = 50_000
-_METRICS = cast(Table, RunMetricRecord.__table__)
+_METRICS = typed(Table, RunMetricRecord.__table__)
 
 
 def write_events(
@@ -50,8 +65,14 @@ def write_events(
         by_key: dict[str, list[Event]] = {}
         for point in points:
             by_key.setdefault(point[1], []).append(point)
+        summaries, rollups = [], []
         for key, metric_points in by_key.items():
-            _update_summary(session, ids[key], metric_points)
+            row, arrays = _summary_row(ids[key], metric_points)
+            summaries.append(row)
+            rollups.extend(rollup_rows(ids[key], *arrays))
+        if summaries:
+            session.execute(_summary_update(), summaries)
+        write_rollups(session, rollups)
         _apply_others(session, run_id, [e for e in events if e[0] != "m"])
     metric_ids.update(ids)  # only after the commit: ids from a rolled-back insert are void
 
@@ -109,45 +130,64 @@ def _insert_points(conn: Connection, ids: dict[str, int], points: Sequence[Event
     )
 
 
-def _update_summary(session: Session, metric_id: int, points: Sequence[Event]) -> None:
-    """Fold one metric's points of this batch into its summary row and rollups."""
+def _summary_row(metric_id: int, points: Sequence[Event]) -> tuple[dict[str, Any], Arrays]:
+    """This batch's latest point and extremes of one metric, and its points as arrays."""
     n = len(points)
     steps = np.fromiter((p[2] for p in points), np.int64, n)
     seqs = np.fromiter((p[3] for p in points), np.int64, n)
     values = np.fromiter((p[4] for p in points), np.float64, n)
     times = np.fromiter((p[5] for p in points), np.float64, n)
     last = int(np.lexsort((seqs, steps))[-1])
-    step, seq, value, first = (
-        int(steps[last]),
-        int(seqs[last]),
-        float(values[last]),
-        int(steps.min()),
-    )
+    finite = values[~np.isnan(values)]
+    row = {
+        "b_id": metric_id,
+        "b_step": int(steps[last]),
+        "b_seq": int(seqs[last]),
+        "b_value": float(values[last]),
+        "b_first": int(steps.min()),
+        "b_low": float(finite.min()) if len(finite) else None,
+        "b_high": float(finite.max()) if len(finite) else None,
+    }
+    return row, (steps, values, times)
+
+
+@functools.cache
+def _summary_update() -> Any:
+    """One UPDATE for every metric of every batch (compiled once, run as executemany).
+
+    A NULL `b_low`/`b_high` (only NaN in the batch) leaves min and max as they are.
+    """
     c = _METRICS.c
+    step, seq = bindparam("b_step", type_=BigInteger), bindparam("b_seq", type_=BigInteger)
+    first = bindparam("b_first", type_=BigInteger)
+    # typed casts: PostgreSQL cannot infer the type of a bare `$n IS NOT NULL`
+    low = cast(bindparam("b_low", type_=Float), Float)
+    high = cast(bindparam("b_high", type_=Float), Float)
     newer = or_(
         c.last_step.is_(None),
         c.last_step < step,
         and_(c.last_step == step, c.last_seq <= seq),
     )
-    changes: dict[str, Any] = {
-        "last_value": case((newer, value), else_=c.last_value),
-        "last_step": case((newer, step), else_=c.last_step),
-        "last_seq": case((newer, seq), else_=c.last_seq),
-        "first_step": case(
-            (or_(c.first_step.is_(None), c.first_step > first), first), else_=c.first_step
-        ),
-    }
-    finite = values[~np.isnan(values)]
-    if len(finite):
-        low, high = float(finite.min()), float(finite.max())
-        changes["min_value"] = case(
-            (or_(c.min_value.is_(None), c.min_value > low), low), else_=c.min_value
+    return (
+        update(_METRICS)
+        .where(c.id == bindparam("b_id", type_=Integer))
+        .values(
+            last_value=case((newer, bindparam("b_value", type_=Float)), else_=c.last_value),
+            last_step=case((newer, step), else_=c.last_step),
+            last_seq=case((newer, seq), else_=c.last_seq),
+            first_step=case(
+                (or_(c.first_step.is_(None), c.first_step > first), first), else_=c.first_step
+            ),
+            min_value=case(
+                (and_(low.is_not(None), or_(c.min_value.is_(None), c.min_value > low)), low),
+                else_=c.min_value,
+            ),
+            max_value=case(
+                (and_(high.is_not(None), or_(c.max_value.is_(None), c.max_value < high)), high),
+                else_=c.max_value,
+            ),
         )
-        changes["max_value"] = case(
-            (or_(c.max_value.is_(None), c.max_value < high), high), else_=c.max_value
-        )
-    session.execute(update(_METRICS).where(c.id == metric_id).values(**changes))
-    write_rollups(session, metric_id, steps, values, times)
+    )
 
 
 def _apply_others(session: Session, run_id: str, events: Iterable[Event]) -> None:

@@ -63,15 +63,14 @@ def bucket_extremes(
     )
 
 
-def write_rollups(
-    session: Session,
+def rollup_rows(
     metric_id: int,
     steps: npt.NDArray[np.int64],
     values: npt.NDArray[np.float64],
     times: npt.NDArray[np.float64],
-) -> None:
-    """Fold points of one metric into its rollup rows."""
-    rows = [
+) -> list[dict[str, Any]]:
+    """The rollup rows one metric's points of a batch fold into, at every width."""
+    return [
         {
             "metric_id": metric_id,
             "width": width,
@@ -86,6 +85,10 @@ def write_rollups(
         for width in WIDTHS
         for b, mn, mns, mnt, mx, mxs, mxt in bucket_extremes(steps, values, times, width)
     ]
+
+
+def write_rollups(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Merge rollup rows into the table (min of mins, max of maxes)."""
     if rows:
         session.execute(_upsert(session.get_bind().dialect.name), rows)
 

@@ -67,7 +67,7 @@ class Runs:
         git_commit: str | None = None,
         system_metrics: bool = True,
         system_every_s: float = 10.0,
-        flush_every_s: float = 0.5,
+        flush_every_s: float = 1.0,
     ) -> Run:
         """Start a run; use it as a context manager or call `run.end()`."""
         run_id = uuid.uuid4().hex
@@ -104,7 +104,7 @@ class Runs:
         *,
         system_metrics: bool = True,
         system_every_s: float = 10.0,
-        flush_every_s: float = 0.5,
+        flush_every_s: float = 1.0,
     ) -> Run:
         """Carry on logging to an existing run (after a restart or preemption).
 

@@ -1,7 +1,7 @@
 """The background writer of one run: the training loop never waits for the database.
 
 `add` appends an event to an in-memory list under a lock (well under a microsecond).
-A daemon thread takes the whole list every `flush_every_s` seconds, or as soon as
+A daemon thread takes the whole list every `flush_every_s` seconds (1 s), or as soon as
 `max_pending` events wait, and writes it in one transaction. If the store does not
 answer, the batch goes to the run's spool file instead and the writer retries every
 `retry_every_s`, delivering the spool (in order, before anything newer) once the
@@ -34,7 +34,7 @@ class RunWriter:
         run_id: str,
         spool_dir: Path,
         *,
-        flush_every_s: float = 0.5,
+        flush_every_s: float = 1.0,
         max_pending: int = 20_000,
         retry_every_s: float = 1.0,
     ) -> None:
