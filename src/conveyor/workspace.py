@@ -28,6 +28,7 @@ from conveyor.storage.objects import ObjectStore, StoredObject
 from conveyor.storage.tables import ObjectRecord, WorkspaceInfo, index_objects
 
 if TYPE_CHECKING:
+    from conveyor.compute.jobs import Jobs
     from conveyor.data.catalog import Datasets
     from conveyor.tracking.runs import Runs
 
@@ -140,6 +141,13 @@ class Workspace:
         from conveyor.tracking.runs import Runs
 
         return Runs(self.meta, self.objects, self.root)
+
+    @functools.cached_property
+    def jobs(self) -> Jobs:
+        """Jobs and their scheduler: `ws.jobs.submit(JobSpec(command="python train.py"))`."""
+        from conveyor.compute.jobs import Jobs
+
+        return Jobs(self.meta, self.objects, self.root)
 
     # -- objects with their index rows ------------------------------------------------------
 

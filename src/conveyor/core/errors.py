@@ -83,3 +83,15 @@ class CheckpointError(ConveyorError):
 
 class CheckpointNotFoundError(CheckpointError):
     """No checkpoint for that run or at that address."""
+
+
+class JobSpecError(ConveyorError):
+    """A job spec that cannot run: no entry point, bad resources, a malformed duration."""
+
+
+class JobNotFoundError(ConveyorError):
+    """No job with that id (or unique id prefix) in this workspace."""
+
+
+class ExecutorError(ConveyorError):
+    """An executor cannot be used: unknown name, unreachable Ray cluster, lost placement."""
