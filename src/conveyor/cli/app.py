@@ -15,7 +15,14 @@ import typer
 from typer.exceptions import TyperException
 
 from conveyor import __version__
-from conveyor.cli import data_commands, output, runs_commands, train_commands, workspace_commands
+from conveyor.cli import (
+    data_commands,
+    jobs_commands,
+    output,
+    runs_commands,
+    train_commands,
+    workspace_commands,
+)
 from conveyor.cli.state import state
 from conveyor.core.errors import ConveyorError
 
@@ -59,6 +66,7 @@ app.command()(workspace_commands.init)
 app.command()(workspace_commands.status)
 app.add_typer(data_commands.app, name="data")
 app.add_typer(runs_commands.app, name="runs")
+app.add_typer(jobs_commands.app, name="jobs")
 app.add_typer(train_commands.app, name="train")
 
 

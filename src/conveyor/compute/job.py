@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from conveyor.compute.cost import PriceTable
 from conveyor.compute.records import JobAttemptRecord, JobRecord
@@ -108,6 +109,26 @@ class Job:
             total += price * attempt.device_seconds / 3600
         return total
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (what `conveyor jobs show --json` prints)."""
+        data = asdict(self)
+        data["kind"] = self.kind
+        data["device_seconds"] = self.device_seconds
+        data["cost_usd"] = self.cost_usd()
+        for moment in ("submitted_at", "started_at", "ended_at"):
+            data[moment] = _iso(getattr(self, moment))
+        data["history"] = [
+            {
+                **asdict(a),
+                "started_at": _iso(a.started_at),
+                "ended_at": _iso(a.ended_at),
+                "seconds": a.seconds,
+                "device_seconds": a.device_seconds,
+            }
+            for a in self.history
+        ]
+        return data
+
     @classmethod
     def of(cls, r: JobRecord, attempts: list[JobAttemptRecord]) -> Job:
         return cls(
@@ -128,3 +149,7 @@ class Job:
             ended_at=aware(r.ended_at),
             history=tuple(JobAttempt.of(a) for a in sorted(attempts, key=lambda a: a.number)),
         )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
