@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,15 @@ from tests.trainingdata import band_images
 
 WORKER = Path(__file__).with_name("train_worker.py")
 ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tiny models on a shared machine: one intra-op thread each, or threads spin for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class Recorder:
@@ -134,7 +143,8 @@ def run_worker(
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        # one thread: bit-identical results need the same thread count in every process
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
     )
 
 
@@ -290,3 +300,40 @@ def test_bad_arguments_say_what_to_fix(bands: Path) -> None:
         fit(model, [], optimizer=opt, accumulate=0)
     with pytest.raises(TrainingError, match="unknown argument"):
         fit(model, [], optimizer=opt, max_step=3)
+
+
+def test_a_tracked_run_is_preempted_then_resumed_with_ws_runs(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    band_images(tmp_path / "imgs", 64)
+    workspace.datasets.ingest(tmp_path / "imgs", "bands")
+    train, evaluation = loaders(workspace)
+    seed_everything(0)
+    model = make_model(dropout=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    def preempt_at_step_6(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        if steps[0] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)  # the spot notice arrives during step 6
+        steps[0] += 1
+        logits = model(batch["image"].float() / 255)
+        return torch.nn.functional.cross_entropy(logits, batch["label"])
+
+    steps = [0]
+    run = workspace.runs.start(name="bands-cnn", experiment="training-tests")
+    result = fit(model, train, optimizer=optimizer, step_fn=preempt_at_step_6, run=run,
+                 workspace=workspace, max_steps=12, epochs=None, log_every=2)  # fmt: skip
+    assert result.status == "preempted" and result.step == 6
+    assert workspace.runs.get(run.id).status == "preempted"
+
+    resumed = workspace.runs.resume(run.id)
+    result = fit(model, train, optimizer=optimizer, eval=evaluation, run=resumed,
+                 workspace=workspace, max_steps=12, epochs=None, log_every=2)  # fmt: skip
+    assert result.status == "finished" and result.step == 12 and result.steps_run == 6
+    info = workspace.runs.get(run.id)
+    assert info.status == "finished" and info.sessions == 2
+    history = workspace.runs.metric_history(run.id, "loss")
+    assert history.steps.tolist() == [2, 4, 6, 8, 10, 12]
+    assert "val_accuracy" in info.metrics and info.params["trainer.max_steps"] == "12"
+    assert info.total_usage.seconds > 0 and info.total_usage.energy_kwh > 0
+    assert CheckpointStore.of(workspace).steps(run.id) == [6, 12]
