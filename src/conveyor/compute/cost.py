@@ -137,7 +137,9 @@ class Usage:
 class UsageMeter:
     """Measures device-seconds, energy and cost between `start()` and `stop()`.
 
-    Use as a context manager or call start/stop; `usage()` may be read at any time.
+    `devices` is how many identical devices (GPUs) or processes (CPU) the meter stands
+    for: rank 0 of a DDP job meters itself and counts every rank the same. Use as a
+    context manager or call start/stop; `usage()` may be read at any time.
     """
 
     def __init__(
@@ -192,7 +194,8 @@ class UsageMeter:
         if self._running:
             wall += time.monotonic() - self._wall0
             cpu += _cpu_seconds() - self._cpu0
-        device_seconds = wall * self.devices if self.is_gpu else cpu
+        # GPU: every device is busy the whole time; CPU: cores actually used, per process
+        device_seconds = (wall if self.is_gpu else cpu) * self.devices
         watts = self.prices.watts.get(self.kind, 0.0)
         measured = self._power is not None and self._power.joules > 0
         if measured and self._power is not None:

@@ -168,6 +168,7 @@ class Jobs:
             poll_s=poll_s,
             lease_s=lease_s,
             grace_s=grace_s,
+            close_executor=isinstance(executor, str),  # one we opened; the caller closes theirs
         )
 
     def run_scheduler(

@@ -23,10 +23,11 @@ INTERVAL_S = 0.5
 class PowerSampler:
     """Adds up the joules the given GPUs draw while it runs."""
 
-    def __init__(self, nvml: ModuleType, handles: list[Any], interval_s: float = INTERVAL_S):
+    def __init__(self, nvml: ModuleType, handles: list[Any], interval_s: float | None = None):
         self.nvml = nvml
         self.handles = handles
-        self.interval_s = interval_s
+        self.interval_s = interval_s or INTERVAL_S
+        self._last = time.monotonic()
         self.joules = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -36,7 +37,7 @@ class PowerSampler:
     def for_gpus(cls, indices: list[int]) -> PowerSampler | None:
         """A sampler for these GPU indices, or None when NVML is not usable here."""
         try:
-            import pynvml  # type: ignore[import-not-found,unused-ignore]
+            import pynvml  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError:
             log.info("nvml.unavailable", reason="pynvml not installed; energy is estimated")
             return None
@@ -50,6 +51,7 @@ class PowerSampler:
 
     def start(self) -> None:
         self._stop.clear()
+        self._last = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="conveyor-power", daemon=True)
         self._thread.start()
 
@@ -58,16 +60,19 @@ class PowerSampler:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+            self._tick()  # the part of the last interval before stop
         self._read_counters()
         with contextlib.suppress(Exception):
             self.nvml.nvmlShutdown()
 
     def _loop(self) -> None:
-        last = time.monotonic()
         while not self._stop.wait(self.interval_s):
-            now = time.monotonic()
-            self._sample(now - last)
-            last = now
+            self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._sample(now - self._last)
+        self._last = now
 
     def _sample(self, elapsed_s: float) -> None:
         """Power x elapsed for devices without an energy counter; counters are read at stop."""

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import platform
 import threading
+import time
 from typing import Any
 
 import ray
@@ -25,7 +26,7 @@ import ray
 from conveyor.compute.cost import device_kind
 from conveyor.compute.entry import Launch
 from conveyor.compute.machine import Capacity
-from conveyor.compute.process import JobProcess, Outcome
+from conveyor.compute.process import JobProcess, Outcome, kill_process_group, process_alive
 from conveyor.core.errors import ExecutorError
 
 NAMESPACE = "conveyor"
@@ -192,10 +193,19 @@ class RayExecutor:
     def reap(
         self, job_id: str, attempt: int, host: str, pid: int | None, pid_started: float | None
     ) -> None:
-        """Kill any actor left from attempts up to `attempt` of this job."""
+        """Kill any actor left from attempts up to `attempt` of this job, and wait until
+        Ray has taken it down (ray.kill only asks)."""
         for number in range(1, attempt + 1):
-            with contextlib.suppress(ValueError):
-                ray.kill(ray.get_actor(actor_name(job_id, number), namespace=NAMESPACE))
+            name = actor_name(job_id, number)
+            deadline = time.monotonic() + _CALL_TIMEOUT_S
+            while time.monotonic() < deadline:
+                try:
+                    ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+                except ValueError:
+                    break  # no such actor (any more)
+                time.sleep(0.2)
+        if host == platform.node() and pid is not None and process_alive(pid, pid_started):
+            kill_process_group(pid)
 
     def close(self) -> None:
         if self._owned and ray.is_initialized():

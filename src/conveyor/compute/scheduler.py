@@ -74,8 +74,10 @@ class Scheduler:
         poll_s: float = 0.2,
         lease_s: float = 30.0,
         grace_s: float = 10.0,
+        close_executor: bool = True,
     ) -> None:
         self.meta, self.executor, self.home = meta, executor, home
+        self.close_executor = close_executor
         self.poll_s, self.lease_s, self.grace_s = poll_s, lease_s, grace_s
         self.heartbeat_s = min(2.0, lease_s / 5)
         self.host = platform.node()[:255]
@@ -356,7 +358,8 @@ class Scheduler:
                     .values(state="stopped", heartbeat_at=datetime.now(UTC))
                 )
             self._registered = False
-        self.executor.close()
+        if self.close_executor:
+            self.executor.close()
 
     # -- recording how an attempt ended ------------------------------------------------------
 
@@ -369,34 +372,33 @@ class Scheduler:
         stopping: StopWhy | None,
         owner: str | None,
     ) -> None:
-        """Write the attempt's end and the job's next state; free its resources at once."""
+        """Write the attempt's end and the job's next state; free its resources at once.
+
+        The log is complete before the state changes, so whoever follows the log and
+        sees the job end has already been able to read all of its output.
+        """
         self.ledger.release(job_id)
-        attempt_state, job_state, reason, delay = _next_state(outcome, stopping)
-        now = datetime.now(UTC)
+        with self.meta.read() as s:
+            job = s.get(JobRecord, job_id)
+        if job is None or job.state != "running" or job.worker_id != owner:
+            self.logs.forget(job_id)
+            return  # someone else already settled it
+        attempt_state, values, note = _settlement(job, spec, number, outcome, stopping)
+        self.logs.note(job_id, number, note)
+        self.logs.forget(job_id)
         with self.meta.write() as s:
-            job = s.get(JobRecord, job_id, populate_existing=True)
-            if job is None or job.state != "running" or job.worker_id != owner:
-                return  # someone else already settled it
-            failures = job.failures + (1 if attempt_state in ("failed", "lost") else 0)
-            if job_state == "queued" and attempt_state in ("failed", "lost"):
-                if failures > spec.retries:
-                    job_state = "failed"
-                    reason = f"{reason} (after {number} attempts)" if number > 1 else reason
-                else:
-                    delay = spec.backoff_s * 2 ** (failures - 1)
-                    reason = f"{reason}; retry {failures} of {spec.retries}"
-            values: dict[str, object] = {
-                "state": job_state,
-                "reason": reason,
-                "exit_code": outcome.exit_code,
-                "failures": failures,
-                "worker_id": None,
-                "not_before": now + timedelta(seconds=delay) if delay else None,
-                "ended_at": now if job_state != "queued" else None,
-            }
-            if job.cancel_requested and job_state == "queued":
-                values.update(state="cancelled", reason="cancelled by the user", ended_at=now)
-            s.execute(update(JobRecord).where(JobRecord.id == job_id).values(**values))
+            settled = s.execute(
+                update(JobRecord)
+                .where(
+                    JobRecord.id == job_id,
+                    JobRecord.state == "running",
+                    JobRecord.worker_id == owner,
+                    JobRecord.attempts == number,
+                )
+                .values(**values)
+            )
+            if settled.rowcount != 1:  # type: ignore[attr-defined]
+                return
             s.execute(
                 update(JobAttemptRecord)
                 .where(JobAttemptRecord.job_id == job_id, JobAttemptRecord.number == number)
@@ -404,19 +406,42 @@ class Scheduler:
                     state=attempt_state,
                     reason=outcome.reason,
                     exit_code=outcome.exit_code,
-                    ended_at=now,
+                    ended_at=datetime.now(UTC),
                 )
             )
-        final = values["state"]
-        then = f"; requeued (retry in {delay:g} s)" if delay else "; requeued"
-        self.logs.note(
-            job_id,
-            number,
-            f"attempt {number} {attempt_state.replace('_', ' ')}: {outcome.reason}"
-            + (then if final == "queued" else f"; job {final}"),
-        )
-        self.logs.forget(job_id)
         log.info("jobs.attempt_ended", job=job_id, attempt=number, state=attempt_state)
+
+
+def _settlement(
+    job: JobRecord, spec: JobSpec, number: int, outcome: Outcome, stopping: StopWhy | None
+) -> tuple[str, dict[str, object], str]:
+    """(attempt state, the job row's new values, the log line) for an ended attempt."""
+    attempt_state, job_state, reason, delay = _next_state(outcome, stopping)
+    now = datetime.now(UTC)
+    failures = job.failures + (1 if attempt_state in ("failed", "lost") else 0)
+    if job_state == "queued" and attempt_state in ("failed", "lost"):
+        if failures > spec.retries:
+            job_state = "failed"
+            reason = f"{reason} (after {number} attempts)" if number > 1 else reason
+        else:
+            delay = spec.backoff_s * 2 ** (failures - 1)
+            reason = f"{reason}; retry {failures} of {spec.retries}"
+    if job.cancel_requested and job_state == "queued":
+        job_state, reason, delay = "cancelled", "cancelled by the user", 0.0
+    values: dict[str, object] = {
+        "state": job_state,
+        "reason": reason,
+        "exit_code": outcome.exit_code,
+        "failures": failures,
+        "worker_id": None,
+        "not_before": now + timedelta(seconds=delay) if delay else None,
+        "ended_at": now if job_state != "queued" else None,
+    }
+    then = f"requeued (retry in {delay:g} s)" if delay else "requeued"
+    note = f"attempt {number} {attempt_state.replace('_', ' ')}: {outcome.reason}; " + (
+        then if job_state == "queued" else f"job {job_state.replace('_', ' ')}"
+    )
+    return attempt_state, values, note
 
 
 def _next_state(outcome: Outcome, stopping: StopWhy | None) -> tuple[str, str, str, float]:
