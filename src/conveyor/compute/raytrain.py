@@ -82,8 +82,10 @@ class WorkerGroupRun:
     def step(self) -> tuple[bytes, Outcome | None]:
         with self._lock:
             output, self._output = bytes(self._output), bytearray()
-            if not self._finished.is_set():
-                return output, None
+            all_done = len(self._outcomes) == self.launch.spec.workers
+            if not (all_done or self._finished.is_set()):
+                return output, None  # (once every rank is done, Ray Train's teardown
+                # need not be waited for: killing this actor takes its workers down)
             for rank, rest in sorted(self._partial.items()):
                 output += _prefixed(rank, rest + b"\n")
             self._partial.clear()

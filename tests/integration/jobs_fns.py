@@ -1,0 +1,83 @@
+"""Functions the jobs tests run as function jobs (`--fn tests.integration.jobs_fns:NAME`)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+EXIT_PREEMPTED = 75
+
+
+def show(**kwargs: object) -> None:
+    print("kwargs", json.dumps(kwargs, sort_keys=True))
+    print("attempt", os.environ["CONVEYOR_ATTEMPT"], "job", os.environ["CONVEYOR_JOB_ID"])
+
+
+def checkpointing(state: str, events: str, name: str, steps: int = 40, step_s: float = 0.05) -> int:
+    """A trainer in miniature: on SIGTERM it saves its step and exits EXIT_PREEMPTED."""
+    saved = Path(state)
+    start = int(saved.read_text()) if saved.exists() else 0
+    stop = False
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    run_id = os.environ["CONVEYOR_RUN_ID"]
+    print(f"run {run_id} attempt {os.environ['CONVEYOR_ATTEMPT']} from step {start}", flush=True)
+    _event(events, f"start {name}")
+    for step in range(start, steps):
+        if stop:
+            saved.write_text(str(step))
+            _event(events, f"preempted {name}")
+            print(f"preempted at step {step}", flush=True)
+            return EXIT_PREEMPTED
+        time.sleep(step_s)
+    _event(events, f"end {name}")
+    print("finished", flush=True)
+    return 0
+
+
+def exclusive(lock: str, marker: str, seconds: float) -> None:
+    """Fails loudly (in `marker`) if another attempt of the job is running at the same time."""
+    with Path(lock).open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _event(marker, "OVERLAP")
+            raise SystemExit(9) from None
+        _event(marker, f"start {os.environ['CONVEYOR_ATTEMPT']}")
+        print("holding the lock", flush=True)
+        time.sleep(seconds)
+        _event(marker, f"end {os.environ['CONVEYOR_ATTEMPT']}")
+
+
+def hog(mb: int) -> None:
+    block = bytearray(mb << 20)
+    for i in range(0, len(block), 4096):  # touch every page so it is resident
+        block[i] = 1
+    print("allocated", mb, "MB", flush=True)
+    time.sleep(30)
+
+
+def ddp_sum() -> None:
+    """Joins the torchrun-style group from the environment and all-reduces its rank."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    value = torch.tensor([float(dist.get_rank() + 1)])
+    dist.all_reduce(value)
+    print(f"rank {dist.get_rank()} of {dist.get_world_size()} sum {value.item():g}", flush=True)
+    dist.destroy_process_group()
+
+
+def _event(path: str, text: str) -> None:
+    with Path(path).open("a") as f:
+        f.write(text + "\n")

@@ -1,0 +1,393 @@
+"""Jobs end to end on both executors: a real local Ray cluster and local processes.
+
+Every test that takes `executor` runs twice: on the local executor and on a Ray
+cluster started once for the session (loopback only). Tests assert what a user sees:
+final states, reasons, log text, and that no job ever ran twice at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+from conveyor import Workspace
+from conveyor.compute.executor import Executor
+from conveyor.compute.job import Job
+from conveyor.compute.local import LocalExecutor
+from conveyor.compute.machine import Capacity
+from conveyor.compute.spec import JobSpec
+
+REPO = Path(__file__).resolve().parents[2]
+FNS = "tests.integration.jobs_fns"
+RAY = REPO / ".venv" / "bin" / "ray"
+FAST = ("--lease", "5s", "--grace", "2s", "--poll", "0.1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """A real single-node Ray cluster on 127.0.0.1 with 2 CPUs, for the whole session."""
+    client = _free_port()
+    temp = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray's socket paths are long
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    command = [
+        str(RAY if RAY.exists() else Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={_free_port()}",
+        f"--ray-client-server-port={client}",
+        f"--dashboard-agent-listen-port={_free_port()}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp}",
+    ]
+    log = Path(temp) / "start.log"
+    with log.open("w") as out:
+        head = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", client), 1):
+                break
+            if head.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"ray start failed:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"ray://127.0.0.1:{client}"
+    finally:
+        _stop_group(head)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop `ray start --block` and everything it started (some actors leave its group)."""
+    try:
+        started = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        started = []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for child in started:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["local", "ray"])
+def executor(request: pytest.FixtureRequest) -> str:
+    """The executor a test runs on: "local" or the session's Ray cluster address."""
+    if request.param == "local":
+        return "local"
+    return str(request.getfixturevalue("ray_address"))
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    workspace = Workspace.init(tmp_path / "ws")
+    yield workspace
+    workspace.close()
+
+
+@contextlib.contextmanager
+def running(
+    ws: Workspace, executor: str | Executor, grace_s: float = 5.0, lease_s: float = 30.0
+) -> Iterator[None]:
+    """A scheduler on a thread for the duration of the block."""
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            ws.jobs.run_scheduler(executor, stop=stop, poll_s=0.1, grace_s=grace_s, lease_s=lease_s)
+        except Exception as e:  # noqa: BLE001 - re-raised in the test's thread below
+            failure.append(e)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+    if failure:
+        raise failure[0]
+
+
+def _fn(function: str, **kwargs: object) -> JobSpec:
+    return JobSpec(function=f"{FNS}:{function}", kwargs=kwargs, workdir=str(REPO))
+
+
+def _until(ws: Workspace, job_id: str, state: str, timeout: float = 60) -> Job:
+    deadline = time.monotonic() + timeout
+    while (job := ws.jobs.get(job_id)).state != state:
+        assert time.monotonic() < deadline, f"job never reached {state}: {job.state} {job.reason}"
+        time.sleep(0.1)
+    return job
+
+
+def _logs(ws: Workspace, job_id: str) -> str:
+    return "".join(ws.jobs.logs(job_id))
+
+
+# -- running, output, limits -------------------------------------------------------------
+
+
+def test_jobs_run_with_their_output_and_environment(ws: Workspace, executor: str) -> None:
+    command = ws.jobs.submit(
+        command='echo "job $CONVEYOR_JOB_ID attempt $CONVEYOR_ATTEMPT home $CONVEYOR_HOME"; '
+        "echo to-stderr >&2",
+        cpus=0.5,
+    )
+    function = ws.jobs.submit(_fn("show", x=1, names=["a", "b"]))
+    with running(ws, executor):
+        done = [ws.jobs.wait(j.id, 90) for j in (command, function)]
+    assert [j.state for j in done] == ["succeeded", "succeeded"]
+    out = _logs(ws, command.id)
+    assert f"job {command.id} attempt 1 home {ws.root}" in out
+    assert "to-stderr" in out
+    assert 'kwargs {"names": ["a", "b"], "x": 1}' in _logs(ws, function.id)
+    assert done[0].device_seconds > 0 and done[0].cost_usd() is not None
+
+
+def test_failure_time_limit_and_memory_limit_have_clear_reasons(
+    ws: Workspace, executor: str
+) -> None:
+    failing = ws.jobs.submit(command="echo trying; exit 3", retries=1, backoff_s=0, cpus=0.5)
+    slow = ws.jobs.submit(command="sleep 20", time_limit_s=0.5, cpus=0.5)
+    greedy = ws.jobs.submit(_fn("hog", mb=300), memory_mb=100, cpus=0.5)
+    with running(ws, executor):
+        failed, timed_out, killed = (ws.jobs.wait(j.id, 90) for j in (failing, slow, greedy))
+    assert (failed.state, failed.reason) == ("failed", "exit code 3 (after 2 attempts)")
+    assert [a.state for a in failed.history] == ["failed", "failed"]
+    assert _logs(ws, failing.id).count("trying") == 2
+    assert (timed_out.state, timed_out.reason) == ("timed_out", "timed out after 0.5 s")
+    assert killed.state == "killed"
+    assert killed.reason is not None and "over its 100 MB memory limit" in killed.reason
+
+
+def test_a_job_that_can_never_fit_fails_at_once(ws: Workspace, executor: str) -> None:
+    job = ws.jobs.submit(command="true", gpus=1)
+    with running(ws, executor):
+        done = ws.jobs.wait(job.id, 30)
+    assert done.state == "failed" and done.attempts == 0
+    assert "it needs 1 GPUs and the executor has 0" in (done.reason or "")
+
+
+def test_cancel_a_queued_and_a_running_job(ws: Workspace, executor: str) -> None:
+    queued = ws.jobs.submit(command="true")
+    assert ws.jobs.cancel(queued.id).state == "cancelled"
+    job = ws.jobs.submit(command="echo started; sleep 30", cpus=0.5)
+    with running(ws, executor):
+        _until(ws, job.id, "running")
+        deadline = time.monotonic() + 60
+        while "started" not in _logs(ws, job.id):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        ws.jobs.cancel(job.id[:8])
+        done = ws.jobs.wait(job.id, 60)
+    assert (done.state, done.reason) == ("cancelled", "cancelled by the user")
+    assert ws.jobs.get(queued.id).reason == "cancelled before it started"
+    assert ws.jobs.list(state="cancelled")[0].id == job.id
+
+
+def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
+    ws: Workspace, executor: str, tmp_path: Path
+) -> None:
+    # Both executors offer 2 cores: the low-priority job takes both.
+    target: str | Executor = executor
+    if executor == "local":
+        target = LocalExecutor(Capacity(cpus=2, memory_mb=4096))
+    events = tmp_path / "events"
+    low = ws.jobs.submit(
+        _fn("checkpointing", state=str(tmp_path / "low.step"), events=str(events), name="low"),
+        cpus=2,
+        priority=0,
+    )
+    with running(ws, target):
+        _until(ws, low.id, "running")
+        while "start low" not in (events.read_text() if events.exists() else ""):
+            time.sleep(0.05)
+        high = ws.jobs.submit(
+            _fn(
+                "checkpointing", state=str(tmp_path / "high.step"), events=str(events), name="high"
+            ),
+            cpus=1,
+            priority=5,
+        )
+        low_done, high_done = ws.jobs.wait(low.id, 120), ws.jobs.wait(high.id, 120)
+    assert (low_done.state, high_done.state) == ("succeeded", "succeeded")
+    assert [a.state for a in low_done.history] == ["preempted", "succeeded"]
+    assert low_done.history[0].reason == "preempted by a higher-priority job"
+    assert events.read_text().split("\n")[:-1] == [
+        "start low",
+        "preempted low",
+        "start high",
+        "end high",
+        "start low",
+        "end low",
+    ]
+    out = _logs(ws, low.id)
+    saved = int((tmp_path / "low.step").read_text())
+    assert f"run {low.run_id} attempt 1 from step 0" in out
+    assert f"run {low.run_id} attempt 2 from step {saved}" in out and saved > 0
+
+
+def test_gpus_are_handed_out_by_index(ws: Workspace) -> None:
+    machine = LocalExecutor(Capacity(cpus=4, gpus={0: "NVIDIA L4", 1: "NVIDIA L4"}, memory_mb=4096))
+    jobs = [
+        ws.jobs.submit(command='echo "gpus=[$CUDA_VISIBLE_DEVICES]"; sleep 0.5', gpus=1)
+        for _ in range(2)
+    ]
+    cpu_only = ws.jobs.submit(command='echo "gpus=[$CUDA_VISIBLE_DEVICES]"')
+    with running(ws, machine):
+        done = [ws.jobs.wait(j.id, 60) for j in (*jobs, cpu_only)]
+    assert [j.state for j in done] == ["succeeded"] * 3
+    seen = sorted(_logs(ws, j.id).split("gpus=")[1].split("]")[0] + "]" for j in jobs)
+    assert seen == ["[0]", "[1]"]
+    assert "gpus=[]" in _logs(ws, cpu_only.id)
+    assert done[0].history[0].device == "l4" and (done[0].cost_usd() or 0) > 0
+
+
+def test_follow_streams_output_while_the_job_runs(workspace: Workspace) -> None:
+    job = workspace.jobs.submit(command="echo first; sleep 3; echo second")
+    with running(workspace, "local"):
+        stream = workspace.jobs.logs(job.id, follow=True)
+        first = next(text for text in stream if "first" in text)
+        state_when_first = workspace.jobs.get(job.id).state
+        rest = "".join(stream)
+    assert "second" not in first and state_when_first == "running"
+    assert "second" in rest and "job succeeded" in rest
+
+
+# -- many workers, crashes ------------------------------------------------------------------
+
+
+def test_two_workers_never_take_the_same_job(workspace: Workspace) -> None:
+    jobs = [workspace.jobs.submit(command=f"echo {i}", cpus=0.5) for i in range(8)]
+    with running(workspace, "local"), running(workspace, "local"):
+        done = [workspace.jobs.wait(j.id, 120) for j in jobs]
+    assert [j.state for j in done] == ["succeeded"] * 8
+    assert [j.attempts for j in done] == [1] * 8
+    assert len({j.history[0].executor for j in done}) == 1
+
+
+def _worker(root: Path, executor: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "-w",
+            str(root),
+            "jobs",
+            "worker",
+            "-x",
+            executor,
+            *FAST,
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
+    ws: Workspace, executor: str, tmp_path: Path
+) -> None:
+    assert ws.root is not None
+    marker = tmp_path / "marker"
+    job = ws.jobs.submit(
+        _fn("exclusive", lock=str(tmp_path / "lock"), marker=str(marker), seconds=2.0),
+        retries=1,
+        backoff_s=0,
+        cpus=0.5,
+    )
+    first = _worker(ws.root, executor)
+    try:
+        deadline = time.monotonic() + 90
+        while "start 1" not in (marker.read_text() if marker.exists() else ""):
+            assert first.poll() is None, first.stderr.read() if first.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        second = _worker(ws.root, executor)
+        try:
+            done = ws.jobs.wait(job.id, 120)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert done.state == "succeeded", done.reason
+    assert [a.state for a in done.history] == ["lost", "succeeded"]
+    assert "stopped answering" in (done.history[0].reason or "")
+    assert "OVERLAP" not in marker.read_text()
+    assert "end 2" in marker.read_text()
+
+
+def test_stopping_a_worker_requeues_its_jobs(ws: Workspace, tmp_path: Path) -> None:
+    assert ws.root is not None
+    events = tmp_path / "events"
+    job = ws.jobs.submit(
+        _fn("checkpointing", state=str(tmp_path / "s"), events=str(events), name="j", steps=60),
+    )
+    worker = _worker(ws.root, "local")
+    try:
+        while "start j" not in (events.read_text() if events.exists() else ""):
+            assert worker.poll() is None
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    stopped = ws.jobs.get(job.id)
+    assert stopped.state == "queued"
+    assert [(a.state, a.reason) for a in stopped.history] == [
+        ("preempted", "its worker was stopped")
+    ]
+    with running(ws, "local"):
+        assert ws.jobs.wait(job.id, 60).state == "succeeded"
+
+
+# -- multi-node DDP through Ray Train ------------------------------------------------------
+
+
+def test_two_worker_ddp_job_runs_through_ray_train(ws: Workspace, ray_address: str) -> None:
+    job = ws.jobs.submit(_fn("ddp_sum"), workers=2, cpus=1)
+    with running(ws, ray_address):
+        done = ws.jobs.wait(job.id, 150)
+    out = _logs(ws, job.id)
+    assert done.state == "succeeded", f"{done.reason}\n{out}"
+    assert "[rank 0] rank 0 of 2 sum 3" in out
+    assert "[rank 1] rank 1 of 2 sum 3" in out
+    assert done.history[0].devices == 2
