@@ -87,10 +87,11 @@ class Ledger:
         self.holders.pop(job_id, None)
 
     def victims(self, need: Need, priority: int, stopping: set[str]) -> list[str] | None:
-        """The fewest lower-priority jobs whose end makes room for `need`, or None.
+        """Lower-priority jobs whose end makes room for `need`, or None if none would.
 
         Lowest priority goes first, and among equals the most recently started (it
-        has the least work to lose). Jobs already being stopped count as gone.
+        has the least work to lose); then any pick the room does not need is spared.
+        Jobs already being stopped count as gone.
         """
         chosen = tuple(stopping)
         if self.fits(need, chosen):
@@ -107,5 +108,11 @@ class Ledger:
         for holder in candidates:
             picked.append(holder.job_id)
             if self.fits(need, chosen + tuple(picked)):
-                return picked
-        return None
+                break
+        else:
+            return None
+        for job_id in list(picked):  # drop any the room does not need after all
+            rest = tuple(p for p in picked if p != job_id)
+            if self.fits(need, chosen + rest):
+                picked.remove(job_id)
+        return picked

@@ -24,7 +24,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import psutil  # type: ignore[import-untyped]
 from sqlalchemy import select, update
@@ -33,6 +32,7 @@ from conveyor.compute.entry import Launch, job_environment
 from conveyor.compute.executor import Attempt, Executor
 from conveyor.compute.job import aware
 from conveyor.compute.joblogs import LogWriter
+from conveyor.compute.lifecycle import STOP_REASONS, StopWhy, settlement
 from conveyor.compute.placement import Ledger, Need
 from conveyor.compute.process import Outcome, process_alive
 from conveyor.compute.records import JobAttemptRecord, JobRecord, JobWorkerRecord
@@ -43,12 +43,6 @@ from conveyor.storage.metadata import MetadataStore
 from conveyor.storage.objects import ObjectStore
 
 log = get_logger(__name__)
-StopWhy = Literal["cancel", "preempt", "shutdown"]
-_STOP_REASONS: dict[StopWhy, str] = {
-    "cancel": "cancelled by the user",
-    "preempt": "preempted by a higher-priority job",
-    "shutdown": "its worker was stopped",
-}
 
 
 @dataclass
@@ -333,8 +327,8 @@ class Scheduler:
         if job is None or job.stopping is not None:
             return
         job.stopping = why
-        self.logs.note(job_id, job.attempt_no, f"stopping: {_STOP_REASONS[why]} (SIGTERM)")
-        job.attempt.stop(_STOP_REASONS[why], self.grace_s)
+        self.logs.note(job_id, job.attempt_no, f"stopping: {STOP_REASONS[why]} (SIGTERM)")
+        job.attempt.stop(STOP_REASONS[why], self.grace_s)
 
     def shutdown(self) -> None:
         """Stop every running job (SIGTERM, grace, SIGKILL) and requeue them."""
@@ -383,7 +377,7 @@ class Scheduler:
         if job is None or job.state != "running" or job.worker_id != owner:
             self.logs.forget(job_id)
             return  # someone else already settled it
-        attempt_state, values, note = _settlement(job, spec, number, outcome, stopping)
+        attempt_state, values, note = settlement(job, spec, number, outcome, stopping)
         self.logs.note(job_id, number, note)
         self.logs.forget(job_id)
         with self.meta.write() as s:
@@ -410,52 +404,3 @@ class Scheduler:
                 )
             )
         log.info("jobs.attempt_ended", job=job_id, attempt=number, state=attempt_state)
-
-
-def _settlement(
-    job: JobRecord, spec: JobSpec, number: int, outcome: Outcome, stopping: StopWhy | None
-) -> tuple[str, dict[str, object], str]:
-    """(attempt state, the job row's new values, the log line) for an ended attempt."""
-    attempt_state, job_state, reason, delay = _next_state(outcome, stopping)
-    now = datetime.now(UTC)
-    failures = job.failures + (1 if attempt_state in ("failed", "lost") else 0)
-    if job_state == "queued" and attempt_state in ("failed", "lost"):
-        if failures > spec.retries:
-            job_state = "failed"
-            reason = f"{reason} (after {number} attempts)" if number > 1 else reason
-        else:
-            delay = spec.backoff_s * 2 ** (failures - 1)
-            reason = f"{reason}; retry {failures} of {spec.retries}"
-    if job.cancel_requested and job_state == "queued":
-        job_state, reason, delay = "cancelled", "cancelled by the user", 0.0
-    values: dict[str, object] = {
-        "state": job_state,
-        "reason": reason,
-        "exit_code": outcome.exit_code,
-        "failures": failures,
-        "worker_id": None,
-        "not_before": now + timedelta(seconds=delay) if delay else None,
-        "ended_at": now if job_state != "queued" else None,
-    }
-    then = f"requeued (retry in {delay:g} s)" if delay else "requeued"
-    note = f"attempt {number} {attempt_state.replace('_', ' ')}: {outcome.reason}; " + (
-        then if job_state == "queued" else f"job {job_state.replace('_', ' ')}"
-    )
-    return attempt_state, values, note
-
-
-def _next_state(outcome: Outcome, stopping: StopWhy | None) -> tuple[str, str, str, float]:
-    """(attempt state, job state, reason, retry delay) before retries are counted."""
-    ending = outcome.ending
-    if stopping == "cancel" and ending not in ("succeeded",):
-        return "cancelled", "cancelled", "cancelled by the user", 0.0
-    if ending == "stopped" or (ending == "preempted" and stopping is not None):
-        return "preempted", "queued", _STOP_REASONS[stopping or "preempt"], 0.0
-    if ending == "preempted":
-        return "preempted", "queued", outcome.reason, 0.0
-    if ending == "succeeded":
-        return "succeeded", "succeeded", "exit code 0", 0.0
-    if ending in ("timed_out", "killed"):
-        return ending, ending, outcome.reason, 0.0
-    state = "lost" if ending == "lost" else "failed"
-    return state, "queued", outcome.reason, 0.0
