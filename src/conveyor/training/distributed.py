@@ -89,11 +89,22 @@ def init_distributed(device: str | None = None) -> Distributed:
 
 def check_loader(loader: object, job: Distributed) -> None:
     """A Conveyor loader made before the process group would read every rank's data."""
-    world = getattr(getattr(loader, "spec", None), "world", None)
-    if job.enabled and world is not None and world != job.world:
+    spec = getattr(loader, "spec", None)
+    world = getattr(spec, "world", None)
+    if not job.enabled or spec is None or world is None:
+        return
+    if world != job.world:
         raise TrainingError(
             f"the train loader was made for {world} process(es), but this job has {job.world}",
             "call conveyor.training.init_distributed() before making loaders",
+        )
+    total, size = spec.plan(0).total, spec.batch_size
+    batches = total // size if spec.drop_last else -(-total // size)
+    if spec.even is None and batches % job.world:
+        raise TrainingError(
+            f"{batches} batches per epoch do not split evenly over {job.world} ranks, so one "
+            "rank would wait for the others forever",
+            "make the loader with even='drop' (or 'pad')",
         )
 
 

@@ -122,7 +122,14 @@ class Trainer:
             if self.store is not None and self.job.is_main
             else None
         )
-        resumed = self._resume()
+        try:
+            resumed = self._resume()
+        except BaseException:
+            if self.writer is not None:
+                self.writer.close()
+            self.report.status("failed", self.end_run)
+            self.job.close()
+            raise
         self.wrapped = distributed.wrap(self.model, self.job, self.device)
         self.meter = UsageMeter(
             self._device_name(), self.job.world, self.config.prices, self.config.market

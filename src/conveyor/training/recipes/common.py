@@ -14,6 +14,7 @@ from conveyor.storage.metadata import MetadataStore
 from conveyor.storage.objects import ObjectStore
 from conveyor.training.config import EarlyStopping, TrainConfig
 from conveyor.training.device import seed_everything
+from conveyor.training.distributed import init_distributed
 from conveyor.training.reporting import RunLike
 from conveyor.training.trainer import Trainer
 
@@ -147,6 +148,7 @@ def train_recipe(
     metadata: dict[str, Any],
 ) -> RecipeReport:
     """Seed, build the model and loaders, open the run, fit, and report."""
+    init_distributed(options.device)  # before the loaders, so each rank reads its part
     seed_everything(options.seed)
     model, train, evaluation, batch_fn = build()
     splits = pick_splits(version)
