@@ -81,3 +81,19 @@ def ddp_sum() -> None:
 def _event(path: str, text: str) -> None:
     with Path(path).open("a") as f:
         f.write(text + "\n")
+
+
+def tracked() -> None:
+    """Opens a run tagged with its job, as a training script would."""
+    from conveyor import Workspace
+
+    with (
+        Workspace.open() as ws,
+        ws.runs.start(
+            name="from-a-job",
+            tags={"conveyor.job_id": os.environ["CONVEYOR_JOB_ID"]},
+            system_metrics=False,
+        ) as run,
+    ):
+        run.log_metric("loss", 0.5, step=1)
+        print("run", run.id, flush=True)

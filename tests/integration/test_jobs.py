@@ -99,9 +99,27 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
+@pytest.fixture(scope="session")
+def ray_executor(ray_address: str) -> Iterator[Executor]:
+    """One Ray Client connection for the session's in-process schedulers."""
+    from conveyor.compute.raycluster import RayExecutor
+
+    connected = RayExecutor(ray_address)
+    yield connected
+    connected.close()
+
+
 @pytest.fixture(params=["local", "ray"])
-def executor(request: pytest.FixtureRequest) -> str:
-    """The executor a test runs on: "local" or the session's Ray cluster address."""
+def executor(request: pytest.FixtureRequest) -> str | Executor:
+    """The executor a test runs on: "local" or the session's Ray cluster."""
+    if request.param == "local":
+        return "local"
+    return request.getfixturevalue("ray_executor")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["local", "ray"])
+def executor_address(request: pytest.FixtureRequest) -> str:
+    """What `conveyor jobs worker --executor` is given: "local" or the Ray address."""
     if request.param == "local":
         return "local"
     return str(request.getfixturevalue("ray_address"))
@@ -158,7 +176,9 @@ def _logs(ws: Workspace, job_id: str) -> str:
 # -- running, output, limits -------------------------------------------------------------
 
 
-def test_jobs_run_with_their_output_and_environment(ws: Workspace, executor: str) -> None:
+def test_jobs_run_with_their_output_and_environment(
+    ws: Workspace, executor: str | Executor
+) -> None:
     command = ws.jobs.submit(
         command='echo "job $CONVEYOR_JOB_ID attempt $CONVEYOR_ATTEMPT home $CONVEYOR_HOME"; '
         "echo to-stderr >&2",
@@ -176,7 +196,7 @@ def test_jobs_run_with_their_output_and_environment(ws: Workspace, executor: str
 
 
 def test_failure_time_limit_and_memory_limit_have_clear_reasons(
-    ws: Workspace, executor: str
+    ws: Workspace, executor: str | Executor
 ) -> None:
     failing = ws.jobs.submit(command="echo trying; exit 3", retries=1, backoff_s=0, cpus=0.5)
     slow = ws.jobs.submit(command="sleep 20", time_limit_s=0.5, cpus=0.5)
@@ -191,7 +211,7 @@ def test_failure_time_limit_and_memory_limit_have_clear_reasons(
     assert killed.reason is not None and "over its 100 MB memory limit" in killed.reason
 
 
-def test_a_job_that_can_never_fit_fails_at_once(ws: Workspace, executor: str) -> None:
+def test_a_job_that_can_never_fit_fails_at_once(ws: Workspace, executor: str | Executor) -> None:
     job = ws.jobs.submit(command="true", gpus=1)
     with running(ws, executor):
         done = ws.jobs.wait(job.id, 30)
@@ -199,7 +219,7 @@ def test_a_job_that_can_never_fit_fails_at_once(ws: Workspace, executor: str) ->
     assert "it needs 1 GPUs and the executor has 0" in (done.reason or "")
 
 
-def test_cancel_a_queued_and_a_running_job(ws: Workspace, executor: str) -> None:
+def test_cancel_a_queued_and_a_running_job(ws: Workspace, executor: str | Executor) -> None:
     queued = ws.jobs.submit(command="true")
     assert ws.jobs.cancel(queued.id).state == "cancelled"
     job = ws.jobs.submit(command="echo started; sleep 30", cpus=0.5)
@@ -217,7 +237,7 @@ def test_cancel_a_queued_and_a_running_job(ws: Workspace, executor: str) -> None
 
 
 def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
-    ws: Workspace, executor: str, tmp_path: Path
+    ws: Workspace, executor: str | Executor, tmp_path: Path
 ) -> None:
     # Both executors offer 2 cores: the low-priority job takes both.
     target: str | Executor = executor
@@ -319,7 +339,7 @@ def _worker(root: Path, executor: str) -> subprocess.Popen[bytes]:
 
 
 def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
-    ws: Workspace, executor: str, tmp_path: Path
+    ws: Workspace, executor_address: str, tmp_path: Path
 ) -> None:
     assert ws.root is not None
     marker = tmp_path / "marker"
@@ -329,7 +349,7 @@ def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
         backoff_s=0,
         cpus=0.5,
     )
-    first = _worker(ws.root, executor)
+    first = _worker(ws.root, executor_address)
     try:
         deadline = time.monotonic() + 90
         while "start 1" not in (marker.read_text() if marker.exists() else ""):
@@ -338,7 +358,7 @@ def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
             time.sleep(0.05)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
-        second = _worker(ws.root, executor)
+        second = _worker(ws.root, executor_address)
         try:
             done = ws.jobs.wait(job.id, 120)
         finally:

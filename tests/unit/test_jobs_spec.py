@@ -36,7 +36,7 @@ def test_exactly_one_entry_point() -> None:
 )
 def test_bad_resources_say_what_to_fix(field: str, value: float, hint: str) -> None:
     with pytest.raises(JobSpecError, match=hint):
-        JobSpec(command="true", **{field: value})
+        JobSpec(command="true", **{field: value})  # type: ignore[arg-type]
 
 
 def test_spec_round_trips_through_json() -> None:

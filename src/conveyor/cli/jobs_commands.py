@@ -131,20 +131,8 @@ def list_jobs(
         return
     output.print_table(
         "Jobs",
-        ["id", "name", "state", "priority", "attempts", "resources", "submitted", "reason"],
-        [
-            (
-                j.id[:8],
-                j.name,
-                j.state,
-                j.priority,
-                j.attempts,
-                _resources(j),
-                j.submitted_at.strftime("%Y-%m-%d %H:%M:%S"),
-                j.reason or "",
-            )
-            for j in jobs
-        ],
+        ["id", "name", "state", "priority", "attempts", "reason"],
+        [(j.id[:8], j.name, j.state, j.priority, j.attempts, j.reason or "") for j in jobs],
     )
 
 
