@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load, load_file
 
 from conveyor import Workspace
-from conveyor.core.errors import CallbackError, TrainingError
+from conveyor.core.errors import CallbackError, CheckpointError, TrainingError
 from conveyor.training import EXIT_PREEMPTED, CheckpointStore, EarlyStopping, fit, seed_everything
 from tests.integration.train_worker import make_model
 from tests.trainingdata import band_images
@@ -337,3 +337,22 @@ def test_a_tracked_run_is_preempted_then_resumed_with_ws_runs(
     assert "val_accuracy" in info.metrics and info.params["trainer.max_steps"] == "12"
     assert info.total_usage.seconds > 0 and info.total_usage.energy_kwh > 0
     assert CheckpointStore.of(workspace).steps(run.id) == [6, 12]
+
+
+def test_time_based_checkpoints_and_a_failed_upload(bands: Path) -> None:
+    class FullDisk(CheckpointStore):
+        def save(self, run_id: str, snapshot: Any, metadata: Any = None) -> Any:
+            raise OSError(28, "No space left on device")
+
+    with Workspace.open(bands) as ws:
+        train, _ = loaders(ws)
+        model = make_model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        fit(model, train, optimizer=opt, workspace=ws, run_id="timed", max_steps=3,
+            epochs=None, checkpoint_minutes=1e-9)  # fmt: skip
+        assert CheckpointStore.of(ws).steps("timed") == [1, 2, 3]
+        run = Recorder()
+        with pytest.raises(CheckpointError, match="No space left on device"):
+            fit(model, train, optimizer=opt, checkpoints=FullDisk(ws.objects), run=run,
+                max_steps=5, epochs=None, checkpoint_every=1)  # fmt: skip
+        assert run.statuses == ["end:failed"]
