@@ -49,6 +49,12 @@ assert result.usage.cost_usd > 0 and ws.runs.get(run.id).status == "finished"
 """
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny models on a shared machine: one intra-op thread each, or threads spin for cores."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 def train_json(cli: Cli, cwd: Path, *args: str) -> dict[str, Any]:
     result = cli("train", *args, "--json", cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
