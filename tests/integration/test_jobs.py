@@ -405,7 +405,7 @@ def test_stopping_a_worker_requeues_its_jobs(ws: Workspace, tmp_path: Path) -> N
 def test_two_worker_ddp_job_runs_through_ray_train(ws: Workspace, ray_address: str) -> None:
     job = ws.jobs.submit(_fn("ddp_sum"), workers=2, cpus=1)
     with running(ws, ray_address):
-        done = ws.jobs.wait(job.id, 150)
+        done = ws.jobs.wait(job.id, 240)
     out = _logs(ws, job.id)
     assert done.state == "succeeded", f"{done.reason}\n{out}"
     assert "[rank 0] rank 0 of 2 sum 3" in out

@@ -56,8 +56,10 @@ class JobProcess:
         self.time_limit_s = spec.time_limit_s
         self.memory_limit = spec.memory_mb * 2**20 if spec.memory_mb else None
         self._lock = threading.Lock()
-        self._spool = tempfile.NamedTemporaryFile(prefix="conveyor-job-", suffix=".log")  # noqa: SIM115
-        self._reader: IO[bytes] = Path(self._spool.name).open("rb")  # noqa: SIM115
+        fd, spool = tempfile.mkstemp(prefix="conveyor-job-", suffix=".log")
+        self._spool: IO[bytes] = os.fdopen(fd, "wb")
+        self._reader: IO[bytes] = Path(spool).open("rb")  # noqa: SIM115
+        Path(spool).unlink()  # both stay open: nothing is left behind, even after kill -9
         env = {**os.environ, **launch.env, **(extra_env or {})}
         if launch.gpu_indices or "CUDA_VISIBLE_DEVICES" not in env:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in launch.gpu_indices)
@@ -171,7 +173,7 @@ class JobProcess:
         return Outcome("failed", code, f"exit code {code}")
 
     def _close(self) -> None:
-        """Keep reading what is left; the spool file is removed when the reader closes."""
+        """Keep reading what is left; the spool file goes when the reader closes."""
         self._spool.close()
 
     def close(self) -> None:

@@ -17,11 +17,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
-import threading
 import time
 from typing import Any
 
 import ray
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from conveyor.compute.cost import device_kind
 from conveyor.compute.entry import Launch
@@ -143,16 +143,10 @@ class RayExecutor:
     def __init__(self, address: str = "auto", grace_s: float = 10.0) -> None:
         self.name = address
         self.grace_s = grace_s
-        self._lock = threading.Lock()
+        self._owned = not ray.is_initialized()
         try:
-            if not ray.is_initialized():
-                ray.init(
-                    address=address,
-                    namespace=NAMESPACE,
-                    log_to_driver=False,
-                    logging_level=logging.WARNING,
-                )
-            self._owned = True
+            if self._owned:
+                _connect(address)
             resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ExecutorError(
@@ -210,3 +204,16 @@ class RayExecutor:
     def close(self) -> None:
         if self._owned and ray.is_initialized():
             ray.shutdown()
+
+
+@retry(
+    retry=retry_if_exception_type(ConnectionError),
+    stop=stop_after_attempt(3),
+    wait=wait_fixed(2),
+    reraise=True,
+)
+def _connect(address: str) -> None:
+    """Connect this process to the cluster; a busy head node may miss the first try."""
+    ray.init(
+        address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING
+    )
