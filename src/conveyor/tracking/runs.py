@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
+from conveyor.compute.entry import JOB_ID_ENV, RUN_ID_ENV
 from conveyor.core.config import STATE_DIR
 from conveyor.core.errors import InvalidRunInputError, RunNotFoundError
 from conveyor.core.logs import get_logger
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 _HEX_PREFIX = re.compile(r"^[0-9a-f]{4,32}$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class Runs:
@@ -64,13 +66,37 @@ class Runs:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
         *,
+        run_id: str | None = None,
         git_commit: str | None = None,
         system_metrics: bool = True,
         system_every_s: float = 10.0,
         flush_every_s: float = 1.0,
     ) -> Run:
-        """Start a run; use it as a context manager or call `run.end()`."""
-        run_id = uuid.uuid4().hex
+        """Start a run; use it as a context manager or call `run.end()`.
+
+        Inside a job (`conveyor jobs`), the job's CONVEYOR_RUN_ID is the run's id and
+        the run is tagged with the job: a requeued attempt carries on the same run, and
+        the trainer finds that run's latest checkpoint.
+        """
+        tags = dict(tags or {})
+        if run_id is None and os.environ.get(RUN_ID_ENV):
+            run_id = os.environ[RUN_ID_ENV]
+            if os.environ.get(JOB_ID_ENV):
+                tags.setdefault("conveyor.job_id", os.environ[JOB_ID_ENV])
+        if run_id is not None:
+            if not _RUN_ID.match(run_id):
+                raise InvalidRunInputError(
+                    f"invalid run id {run_id!r}", "use 32 lowercase hex characters (a uuid4 hex)"
+                )
+            if self._exists(run_id):
+                run = self.resume(
+                    run_id,
+                    system_metrics=system_metrics,
+                    system_every_s=system_every_s,
+                    flush_every_s=flush_every_s,
+                )
+                return run
+        run_id = run_id or uuid.uuid4().hex
         record = RunRecord(
             id=run_id,
             name=name or f"run-{run_id[:8]}",
@@ -85,9 +111,7 @@ class Runs:
             RunParamRecord(run_id=run_id, key=k, value=v[0], number=v[1])
             for k, v in ((str(k), param_value(v)) for k, v in (params or {}).items())
         ]
-        tag_rows = [
-            RunTagRecord(run_id=run_id, key=str(k), value=str(v)) for k, v in (tags or {}).items()
-        ]
+        tag_rows = [RunTagRecord(run_id=run_id, key=str(k), value=str(v)) for k, v in tags.items()]
         for key in [r.key for r in param_rows] + [r.key for r in tag_rows]:
             _check_name(key)
         with self.meta.write() as s:
@@ -169,6 +193,10 @@ class Runs:
         return delivered
 
     # -- reading -----------------------------------------------------------------------------
+
+    def _exists(self, run_id: str) -> bool:
+        with self.meta.read() as s:
+            return s.get(RunRecord, run_id) is not None
 
     def resolve(self, run_id: str) -> str:
         """The full id of a run given its id or a unique prefix of at least 4 characters."""
