@@ -211,7 +211,8 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     top = src[h0][:, w0] * (1 - ww)[None, :, None] + src[h0][:, w1] * ww[None, :, None]
     bottom = src[h1][:, w0] * (1 - ww)[None, :, None] + src[h1][:, w1] * ww[None, :, None]
     out = top * (1 - hw)[:, None, None] + bottom * hw[:, None, None]
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    resized: np.ndarray = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return resized
 
 
 def _axis(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
