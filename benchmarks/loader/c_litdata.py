@@ -1,5 +1,6 @@
 """Contender: LitData (optimize once, untimed; StreamingDataset + StreamingDataLoader,
-decode in __getitem__ with Pillow, HWC)."""
+decode in __getitem__ with Pillow, HWC). With --s3 the chunks sit in a bucket and
+stream into an empty cache folder (boto3 with the server's endpoint_url)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from common import args, decode_rgb, files, run
+from common import args, bucket, decode_rgb, files, run
 from litdata import StreamingDataLoader, StreamingDataset, optimize
 
 
@@ -37,8 +38,23 @@ def main() -> None:
             num_workers=1,
         )
     if a.prepare:
-        return
-    dataset = Decoded(str(out), shuffle=True, seed=0)
+        return  # run.py uploads the folder for --s3
+    if a.s3:
+        from litdata.streaming import downloader
+
+        # its chunk fetcher (obstore) refuses plain http unless told; a local server has no TLS
+        downloader._OBSTORE_CLIENT_OPTIONS["allow_http"] = True
+        cache = a.work / "litdata-cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        dataset = Decoded(
+            f"s3://{bucket(a, 'litdata')}",
+            shuffle=True,
+            seed=0,
+            cache_dir=str(cache),
+            storage_options={"endpoint_url": a.s3},
+        )
+    else:
+        dataset = Decoded(str(out), shuffle=True, seed=0)
     loader = StreamingDataLoader(dataset, batch_size=a.batch, num_workers=a.workers)
     run(((images, ids.tolist()) for images, ids in loader), len(found))
 

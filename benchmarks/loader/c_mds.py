@@ -1,12 +1,14 @@
 """Contender: MosaicML Streaming (MDSWriter once, untimed; StreamingDataset, decode in
-__getitem__ with Pillow, HWC), its recommended defaults (py1e shuffle)."""
+__getitem__ with Pillow, HWC), its recommended defaults (py1e shuffle). With --s3 the
+shards sit in a bucket and stream into an empty local cache (`remote=s3://...`)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import torch
-from common import args, decode_rgb, files, run
+from common import args, bucket, decode_rgb, files, run
 from streaming import MDSWriter, StreamingDataset
 from torch.utils.data import DataLoader
 
@@ -28,10 +30,14 @@ def main() -> None:
             for i, (path, label) in enumerate(found):
                 writer.write({"image": path.read_bytes(), "label": label, "id": i})
     if a.prepare:
-        return
+        return  # run.py uploads the folder for --s3
     local = a.work / "mds-local"
     shutil.rmtree(local, ignore_errors=True)
-    dataset = Decoded(local=str(out), shuffle=True, shuffle_seed=0, batch_size=a.batch)
+    where = {"local": str(out)}
+    if a.s3:
+        os.environ["S3_ENDPOINT_URL"] = a.s3
+        where = {"remote": f"s3://{bucket(a, 'mds')}", "local": str(local)}
+    dataset = Decoded(**where, shuffle=True, shuffle_seed=0, batch_size=a.batch)
     loader = DataLoader(dataset, batch_size=a.batch, num_workers=a.workers)
     run(((images, ids.tolist()) for images, ids in loader), len(found))
 

@@ -1,13 +1,16 @@
 """Contender: WebDataset (tar shards written once, untimed; shard shuffle + a 1,000-sample
-buffer, as its docs recommend; decode "rgb8" = Pillow, HWC uint8)."""
+buffer, as its docs recommend; decode "rgb8" = Pillow, HWC uint8). With --s3 the tars
+sit in a bucket and are read over HTTP into its `cache_dir`, as its docs suggest for
+object stores (it has no s3:// opener of its own)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
 import webdataset as wds
-from common import args, files, run
+from common import args, bucket, files, run
 
 
 def main() -> None:
@@ -22,11 +25,19 @@ def main() -> None:
             for i, (path, label) in enumerate(found):
                 sink.write({"__key__": f"{i:07d}", "png": path.read_bytes(), "cls": label})
         (out / "done").touch()
+    names = sorted(p.name for p in Path(out).glob("shard-*.tar"))
     if a.prepare:
-        return
-    urls = sorted(str(p) for p in Path(out).glob("shard-*.tar"))
+        return  # run.py uploads the folder for --s3
+    urls = [str(out / n) for n in names]
+    options: dict[str, object] = {}
+    if a.s3:
+        urls = [f"{a.s3}/{bucket(a, 'wds')}/{n}" for n in names]
+        cache = a.work / "wds-cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir(parents=True)
+        options = {"cache_dir": str(cache)}
     dataset = (
-        wds.WebDataset(urls, shardshuffle=True, nodesplitter=wds.split_by_node, seed=0)
+        wds.WebDataset(urls, shardshuffle=True, nodesplitter=wds.split_by_node, seed=0, **options)
         .shuffle(1000)
         .decode("rgb8")
         .to_tuple("png", "__key__")

@@ -101,3 +101,8 @@ def run(batches: Iterable[tuple[Any, list[int]]], expected: int) -> None:
 def emit(**result: Any) -> None:
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def bucket(a: argparse.Namespace, tool: str) -> str:
+    """One bucket per tool and data set (the work folder's parent names the data set)."""
+    return f"bench-{tool}-{a.work.parent.name}"

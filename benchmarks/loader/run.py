@@ -73,12 +73,35 @@ def contender(
         )
         if prepared.returncode != 0:
             return {"error": "prepare: " + prepared.stderr.strip()[-300:], "load1": 0.0}
+        if s3 and name in UPLOADED:
+            upload(s3, f"bench-{name}-{work.parent.name}", work / UPLOADED[name])
     load = os.getloadavg()[0]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return {"error": " | ".join(tail), "load1": load}
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "load1": load}
+
+
+UPLOADED = {"mds": "mds", "wds": "wds", "litdata": "litdata"}  # their own output folders
+
+
+def upload(endpoint: str, bucket: str, folder: Path) -> None:
+    """Put a rival's shards into a bucket, readable without credentials (WebDataset reads
+    them over plain HTTP)."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=bucket)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = path.relative_to(folder).as_posix()
+        client.upload_file(str(path), bucket, key, ExtraArgs={"ACL": "public-read"})
 
 
 def free_port() -> int:
@@ -122,8 +145,8 @@ def main() -> None:
                     result = contender(name, data, work / name, workers, batch)
                     rows.append((kind, "warm local", name, workers, result))
                     print(kind, name, workers, result, flush=True)
-            for name in ("folder", "conveyor"):
-                result = contender(name, data, work / f"{name}-s3", 2, batch, s3)
+            for name in ("folder", "conveyor", "mds", "wds", "litdata"):
+                result = contender(name, data, work / name, 2, batch, s3)
                 rows.append((kind, "cold S3", name, 2, result))
                 print(kind, "s3", name, result, flush=True)
     finally:
