@@ -30,6 +30,7 @@ from conveyor.storage.tables import ObjectRecord, WorkspaceInfo, index_objects
 if TYPE_CHECKING:
     from conveyor.compute.jobs import Jobs
     from conveyor.data.catalog import Datasets
+    from conveyor.registry.models import Models
     from conveyor.tracking.runs import Runs
 
 HOME_ENV = "CONVEYOR_HOME"
@@ -141,6 +142,13 @@ class Workspace:
         from conveyor.tracking.runs import Runs
 
         return Runs(self.meta, self.objects, self.root)
+
+    @functools.cached_property
+    def models(self) -> Models:
+        """The model registry: `ws.models.register(...)`, `ws.models.get("digits@production")`."""
+        from conveyor.registry.models import Models
+
+        return Models(self.meta, self.objects, self.datasets, lambda: self.runs)
 
     @functools.cached_property
     def jobs(self) -> Jobs:

