@@ -38,6 +38,7 @@ from conveyor.data.manifest import ByteRange
 from conveyor.storage.objects import ObjectStore
 
 PREFETCH_SHARDS = 4
+READ_THREADS = 4  # row groups range-read at once when a batch lacks several
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class _BlockReader:
         self.files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self.footers: dict[int, pq.FileMetaData] = {}
         self.pool = ThreadPoolExecutor(PREFETCH_SHARDS, thread_name_prefix="conveyor-prefetch")
+        self.readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="conveyor-read")
         self.futures: dict[int, Future[Path]] = {}
         self.need_order: list[int] = []
         self.first_need: list[int] = []
@@ -167,6 +169,7 @@ class _BlockReader:
         for future in self.futures.values():
             future.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.readers.shutdown(wait=False, cancel_futures=True)
 
     def plan_prefetch(self, windows_per_batch: list[list[int]]) -> None:
         """Note which shard each batch first needs, in order, for prefetching."""
@@ -198,10 +201,9 @@ class _BlockReader:
         block_of = np.searchsorted(self.starts, ids, side="right") - 1
         order = np.argsort(block_of, kind="stable")  # the batch's rows grouped by block
         cuts = np.flatnonzero(np.diff(block_of[order])) + 1
-        groups = []
-        for where in np.split(order, cuts):
-            b = int(block_of[where[0]])
-            groups.append((self._group(b), ids[where] - self.starts[b]))
+        runs = [(int(block_of[where[0]]), where) for where in np.split(order, cuts)]
+        self._read_ahead([b for b, _ in runs])
+        groups = [(self._group(b), ids[where] - self.starts[b]) for b, where in runs]
         inverse = np.empty(len(ids), dtype=np.int64)
         inverse[order] = np.arange(len(ids))
         out: dict[str, Values] = {}
@@ -212,6 +214,25 @@ class _BlockReader:
             else:
                 out[name] = [gathered[int(i)] for i in inverse]
         return out
+
+    def _read_ahead(self, blocks: list[int]) -> None:
+        """Range-read the row groups a batch still lacks on several threads at once.
+
+        A window's first batch needs all of its ~64 groups; Arrow, hashing and the
+        network release the GIL, so reading them together cuts the wait for it.
+        """
+        missing = [b for b in blocks if b not in self.groups]
+        ranged = [b for b in missing if not self._cached_soon(self.blocks[b].shard)]
+        if len(ranged) < 2:
+            return
+        columns = list(self.spec.columns)
+        for shard in {self.blocks[b].shard for b in ranged}:  # footers once, before the groups
+            self._footer(shard)
+        tables = self.readers.map(
+            lambda b: self._ranged(self.blocks[b].shard, self.blocks[b].group, columns), ranged
+        )
+        for b, table in zip(ranged, tables, strict=True):
+            self._keep(b, table)
 
     def _group(self, b: int) -> dict[str, Column]:
         if b in self.groups:
@@ -225,6 +246,9 @@ class _BlockReader:
             )
         else:  # still downloading, or a local store: read (and verify) just this row group
             table = self._ranged(block.shard, block.group, columns)
+        return self._keep(b, table)
+
+    def _keep(self, b: int, table: pa.Table) -> dict[str, Column]:
         self.groups[b] = group_columns(table, self.spec.label_column, self.spec.classes)
         if len(self.groups) > self.spec.window + 8:
             self.groups.popitem(last=False)
@@ -243,11 +267,15 @@ class _BlockReader:
     def _ranged(self, shard: int, group: int, columns: list[str]) -> pa.Table:
         footer, parts = self.spec.ranges[shard]  # type: ignore[misc]
         digest = self.spec.shards[shard]
-        if shard not in self.footers:
-            self.footers[shard] = read_footer(self.cache.objects, digest, footer)
         size = footer.offset + footer.length
-        metadata = self.footers[shard]
+        metadata = self._footer(shard)
         return read_group(self.cache.objects, digest, metadata, group, parts[group], size, columns)
+
+    def _footer(self, shard: int) -> pq.FileMetaData:
+        if shard not in self.footers:
+            footer, _ = self.spec.ranges[shard]  # type: ignore[misc]
+            self.footers[shard] = read_footer(self.cache.objects, self.spec.shards[shard], footer)
+        return self.footers[shard]
 
     def _file(self, shard: int) -> pq.ParquetFile:
         if shard in self.files:
