@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from conveyor.core.errors import ConveyorError
 from conveyor.registry import aliases as alias_ops
 from conveyor.registry.gates import Gate, parse_gate, run_gate
+from conveyor.registry.lineage import ModelUse, alias_map, lineage, used_by
 from conveyor.registry.manifest import MEDIA_TYPE, DatasetLink, ModelManifest, RunLink
 from conveyor.registry.preprocessing import Preprocessing
 from conveyor.registry.records import (
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
     from conveyor.data.catalog import Datasets
     from conveyor.data.dataset import DatasetVersion
+    from conveyor.registry.package import ExportReport
+    from conveyor.registry.quantize import Mode
     from conveyor.storage.metadata import MetadataStore
     from conveyor.storage.objects import ObjectStore
     from conveyor.tracking.runs import Runs
@@ -67,17 +70,6 @@ class VersionSummary:
     aliases: list[str]
     created_by: str
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class ModelUse:
-    """A model version built on a dataset version (`conveyor data used-by`)."""
-
-    model: str
-    dataset: str
-    role: str
-    status: str
-    aliases: list[str]
 
 
 class Models:
@@ -253,7 +245,7 @@ class Models:
             ).all()
             if name is not None and not records:
                 raise self._not_found(s, ModelRef(name), f"no model {name!r}")
-            pointers = self._alias_map(s)
+            pointers = alias_map(s)
         return [_summary(r, pointers.get((r.model, r.number), [])) for r in records]
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -269,39 +261,34 @@ class Models:
         with self.meta.read() as s:
             return alias_ops.history(s, check_model_name(name), alias)
 
-    def _alias_map(self, s: Any) -> dict[tuple[str, int], builtins.list[str]]:
-        pointers: dict[tuple[str, int], builtins.list[str]] = {}
-        for r in s.scalars(select(ModelAliasRecord).order_by(ModelAliasRecord.alias)):
-            pointers.setdefault((r.model, r.number), []).append(r.alias)
-        return pointers
-
     def used_by(self, dataset: str) -> builtins.list[ModelUse]:
         """Model versions built on a dataset version (`NAME@vN`; `NAME` for any version)."""
-        from conveyor.data.refs import parse_ref
-
-        ref = parse_ref(dataset)
         with self.meta.read() as s:
-            query = (
-                select(ModelVersionRecord, ModelDatasetRecord)
-                .join(ModelDatasetRecord, ModelDatasetRecord.version_id == ModelVersionRecord.id)
-                .where(ModelDatasetRecord.dataset == ref.name)
-            )
-            if ref.version is not None:
-                query = query.where(ModelDatasetRecord.dataset_version == ref.version)
-            rows = s.execute(
-                query.order_by(ModelVersionRecord.model, ModelVersionRecord.number)
-            ).all()
-            pointers = self._alias_map(s)
-        return [
-            ModelUse(
-                f"{v.model}@v{v.number}",
-                f"{d.dataset}@v{d.dataset_version}",
-                d.role,
-                v.status,
-                pointers.get((v.model, v.number), []),
-            )
-            for v, d in rows
-        ]
+            return used_by(s, dataset)
+
+    def lineage(self, spec: str) -> dict[str, Any]:
+        """Run, dataset versions (with their history and shards), code commit, environment."""
+        return lineage(self.get(spec), self.datasets)
+
+    def export(
+        self,
+        spec: str,
+        fmt: str,
+        out: str | Path,
+        data: str | None = None,
+        split: str | None = None,
+        mode: Mode | None = None,
+    ) -> ExportReport:
+        """A folder that runs with only onnxruntime (see package.py); int8 is evaluated
+        and calibrated on `data` (default: the model's dataset, its test or val split)."""
+        from conveyor.registry.package import export_folder
+
+        mv = self.get(spec)
+        version = self.datasets.get(data or mv.datasets[0]) if (data or mv.datasets) else None
+        if version is not None and split is None:
+            found = version.manifest.splits()
+            split = next((x for x in ("test", "val", "validation") if x in found), None)
+        return export_folder(mv, fmt, Path(out), version, split, mode)
 
     # -- gates and approvals ---------------------------------------------------------------
 
