@@ -18,6 +18,7 @@ from conveyor import __version__
 from conveyor.cli import (
     data_commands,
     jobs_commands,
+    models_commands,
     output,
     runs_commands,
     train_commands,
@@ -68,6 +69,7 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(jobs_commands.app, name="jobs")
 app.add_typer(train_commands.app, name="train")
+app.add_typer(models_commands.app, name="models")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -404,3 +404,25 @@ def check(
         output.print_line(f"{len(report.results)} checks, {len(report.failures)} failed: {verdict}")
     if not report.passed:
         raise typer.Exit(1)
+
+
+@app.command("used-by")
+def used_by(
+    spec: Annotated[str, typer.Argument(help="NAME@vN (or NAME for every version).")],
+    as_json: JsonOption = False,
+) -> None:
+    """The model versions built on a dataset version (from the model registry)."""
+    with state.open_workspace() as ws:
+        ws.datasets.get(spec)  # an unknown dataset is an error, not an empty list
+        uses = ws.models.used_by(spec)
+    if as_json:
+        output.print_json([u.__dict__ for u in uses])
+        return
+    if not uses:
+        output.print_line(f"No registered model is built on {spec}.")
+        return
+    output.print_table(
+        f"Models built on {spec}",
+        ["model", "data", "role", "status", "aliases"],
+        [(u.model, u.dataset, u.role, u.status, ", ".join(u.aliases) or "-") for u in uses],
+    )
