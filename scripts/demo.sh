@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: create a fresh workspace and walk through what Conveyor does so far:
-# scikit-learn's digits as PNG files -> ingest -> dedupe -> split -> check.
+# scikit-learn's digits as PNG files -> ingest -> dedupe -> split -> check -> train ->
+# tracked run -> a queued job run by a worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VENV:-.venv}"
@@ -22,3 +23,8 @@ run "$conveyor" data check digits@latest --rules ../examples/digits-rules.yaml
 run "$conveyor" data show digits@latest
 run "$conveyor" data log digits
 run "$conveyor" data diff digits@v1 digits@v2
+run "$conveyor" train image-classifier --data digits@latest --epochs 3 --checkpoint-every 20
+run "$conveyor" runs ls
+run "$conveyor" jobs submit --cmd "echo the answer is 42" --cpus 1 --retries 2 --time-limit 10m
+run "$conveyor" jobs worker --until-idle
+run "$conveyor" jobs ls
