@@ -92,3 +92,38 @@ def test_mistakes_are_one_line(cli: Cli, tmp_path: Path) -> None:
         cli("runs", "ls", "--filter", "params.lr > 0.1 or x", cwd=ws), "'or' at position 16"
     )
     assert_one_line_error(cli("runs", "ls", "--order-by", "metrics.acc up", cwd=ws), "'up'")
+
+
+def test_cost_sums_per_user_experiment_and_dataset(cli: Cli, tmp_path: Path) -> None:
+    assert cli("init", "ws").returncode == 0
+    ws_root = tmp_path / "ws"
+    ws = Workspace.open(ws_root)
+    for experiment, data, cost in [
+        ("digits", "digits@v3", 0.25),
+        ("digits", "digits@v3", 0.5),
+        ("wine", "wine@v1", 2.0),
+    ]:
+        with ws.runs.start(
+            experiment=experiment, params={"data": data}, system_metrics=False
+        ) as run:
+            run.record_usage(device="cpu", seconds=10.0, energy_kwh=0.001, cost_usd=cost)
+            run.record_usage(device="gpu-l4", seconds=5.0, energy_kwh=0.01, cost_usd=cost)
+    with ws.runs.start(experiment="scratch", system_metrics=False):
+        pass  # a run that recorded no usage still counts, under its group
+    ws.close()
+
+    by_dataset = cli("runs", "cost", "--by", "dataset", "--json", cwd=ws_root)
+    assert by_dataset.returncode == 0, by_dataset.stderr
+    totals = {t["key"]: t for t in json.loads(by_dataset.stdout)}
+    assert list(totals) == ["wine@v1", "digits@v3", "(none)"]  # most expensive first
+    assert totals["digits@v3"]["runs"] == 2
+    assert totals["digits@v3"]["cost_usd"] == pytest.approx(1.5)
+    assert totals["digits@v3"]["device_seconds"] == {"cpu": 20.0, "gpu-l4": 10.0}
+    assert totals["(none)"]["runs"] == 1 and totals["(none)"]["cost_usd"] == 0
+
+    by_experiment = cli("runs", "cost", "--by", "experiment", cwd=ws_root)
+    assert by_experiment.returncode == 0 and "wine" in by_experiment.stdout
+    by_user = json.loads(cli("runs", "cost", "--json", cwd=ws_root).stdout)
+    assert len(by_user) == 1 and by_user[0]["runs"] == 4
+    assert by_user[0]["cost_usd"] == pytest.approx(5.5)
+    assert_one_line_error(cli("runs", "cost", "--by", "colour", cwd=ws_root), "user, experiment")

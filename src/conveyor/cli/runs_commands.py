@@ -14,7 +14,7 @@ from conveyor.cli.state import state
 if TYPE_CHECKING:
     from conveyor.tracking.queries import RunInfo
 
-app = typer.Typer(help="Experiment runs: list, show, compare.", no_args_is_help=True)
+app = typer.Typer(help="Experiment runs: list, show, compare, cost.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 RunId = Annotated[
@@ -196,3 +196,37 @@ def _differs(a: RunInfo, b: RunInfo, key: str) -> bool:
 def _latest(run: RunInfo, key: str) -> float | None:
     m = run.metrics.get(key)
     return None if m is None or math.isnan(m.last) else m.last
+
+
+SpendBy = Annotated[str, typer.Option("--by", help="Sum per user, experiment, dataset or model.")]
+
+
+@app.command()
+def cost(by: SpendBy = "user", as_json: JsonOption = False) -> None:
+    """What training cost: device-seconds, energy and estimated USD, summed per group."""
+    with state.open_workspace() as ws:
+        if by == "model":  # a model's runs are the runs its registered versions came from
+            groups: dict[str, list[str]] = {}
+            for version in ws.models.list():
+                if version.run_id:
+                    groups.setdefault(version.name, []).append(version.run_id)
+            totals = ws.runs.spend_of(groups)
+        else:
+            totals = ws.runs.spend(by)  # type: ignore[arg-type]  # checked by spend()
+    if as_json:
+        output.print_json([asdict(t) for t in totals])
+        return
+    output.print_table(
+        f"Spend by {by}",
+        [by, "runs", "device-seconds", "energy kWh", "cost USD"],
+        [
+            (
+                t.key,
+                t.runs,
+                ", ".join(f"{d} {s:.1f}" for d, s in sorted(t.device_seconds.items())) or "-",
+                f"{t.energy_kwh:.6g}",
+                f"{t.cost_usd:.4f}",
+            )
+            for t in totals
+        ],
+    )

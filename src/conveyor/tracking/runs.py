@@ -31,6 +31,7 @@ from conveyor.tracking.persist import write_events
 from conveyor.tracking.queries import MetricHistory, RunInfo, load_runs, read_history, search_ids
 from conveyor.tracking.records import RunMetricRecord, RunParamRecord, RunRecord, RunTagRecord
 from conveyor.tracking.run import Run, param_value
+from conveyor.tracking.spend import GroupBy, Spend, group, per_run, spend_by
 from conveyor.tracking.spool import claim_leftovers
 from conveyor.tracking.writer import RunWriter
 
@@ -193,6 +194,21 @@ class Runs:
         return delivered
 
     # -- reading -----------------------------------------------------------------------------
+
+    def spend(self, by: GroupBy = "user") -> builtins.list[Spend]:
+        """What runs cost, summed per user, experiment or dataset (most expensive first)."""
+        if by not in ("user", "experiment", "dataset"):
+            raise InvalidRunInputError(
+                f"cannot sum spend by {by!r}", "use user, experiment or dataset"
+            )
+        with self.meta.read() as s:
+            return spend_by(s, by)
+
+    def spend_of(self, groups: Mapping[str, builtins.list[str]]) -> builtins.list[Spend]:
+        """What named groups of runs cost: {"digits-cnn": [run ids...], ...}."""
+        keys = {run_id: key for key, ids in groups.items() for run_id in ids}
+        with self.meta.read() as s:
+            return group(keys, per_run(s, keys))
 
     def _exists(self, run_id: str) -> bool:
         with self.meta.read() as s:
