@@ -10,6 +10,7 @@ which PyTorch can serve but ONNX Runtime cannot.
 from __future__ import annotations
 
 import io
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,10 +126,12 @@ def _legacy(model: torch.nn.Module, inputs: torch.Tensor, signature: Signature) 
     buffer = io.BytesIO()
     axes = {t.name: {0: "batch"} for t in [*signature.inputs, *signature.outputs]}
     target: Any = buffer  # torch accepts a file object; its annotation says paths
-    torch.onnx.export(
-        model, (inputs,), target, dynamo=False, opset_version=OPSET, dynamic_axes=axes,
-        **_names(signature),
-    )  # fmt: skip
+    with warnings.catch_warnings():  # deprecated in favour of dynamo, chosen on purpose
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, (inputs,), target, dynamo=False, opset_version=OPSET, dynamic_axes=axes,
+            **_names(signature),
+        )  # fmt: skip
     return buffer.getvalue()
 
 
