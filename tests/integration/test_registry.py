@@ -6,6 +6,7 @@ each test's workspace; the data are the trainer tests' band images.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -235,7 +236,7 @@ def test_concurrent_promotes_never_corrupt_the_alias(
         t.join()
     history = ws.models.alias_history("bands", "production")
     assert len(history) + len(errors) == 1 + 3 * len(numbers)
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         assert after.from_number == before.to_number  # an unbroken chain of moves
     assert ws.models.resolve("bands", "production") == history[-1].to_number
 

@@ -122,7 +122,7 @@ def test_gate_files_are_validated_field_by_field(tmp_path: Path) -> None:
     assert [c.kind for c in gate.checks] == ["metric", "latency", "approval"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("checks:\n  - {kind: metric, metrik: accuracy}\n")
-    with pytest.raises(GateSpecError, match="checks.0.metric.metrik"):
+    with pytest.raises(GateSpecError, match=r"checks\.0\.metric\.metrik"):
         parse_gate(bad)
     with pytest.raises(GateSpecError, match="no gate file"):
         parse_gate(tmp_path / "missing.yaml")
