@@ -95,3 +95,66 @@ class JobNotFoundError(ConveyorError):
 
 class ExecutorError(ConveyorError):
     """An executor cannot be used: unknown name, unreachable Ray cluster, lost placement."""
+
+
+class ServingError(ConveyorError):
+    """A model cannot be served: unknown reference, missing runtime, bad server option.
+
+    `status` is the HTTP answer the serving API gives for it (and its subclasses).
+    """
+
+    status = 400
+
+
+class InvalidInputError(ServingError):
+    """A request payload that does not fit the model's signature; `field` names the spot."""
+
+    status = 422
+
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.field = field
+
+
+class ModelNotServedError(ServingError):
+    """A request for a model or version this server does not serve."""
+
+    status = 404
+
+
+class PayloadTooLargeError(ServingError):
+    """A request body over the server's size limit."""
+
+    status = 413
+
+
+class AuthError(ServingError):
+    """A missing, unknown or revoked API key (401), or one without the scope needed (403)."""
+
+    status = 401
+
+    def __init__(self, message: str, hint: str | None = None, status: int = 401) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+class ServerBusyError(ServingError):
+    """The queue is too deep, a key's rate is spent or a request waited too long.
+
+    Answered with `status` (429 or 503) and a Retry-After of `retry_after` seconds.
+    """
+
+    status = 503
+
+    def __init__(
+        self, message: str, hint: str | None = None, retry_after: float = 1.0, status: int = 503
+    ) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class InferenceError(ServingError):
+    """The model raised on a request's rows (the rest of its batch still answered)."""
+
+    status = 500
