@@ -29,9 +29,9 @@ from conveyor.tracking.records import (
     RunParamRecord,
     RunRecord,
     RunTagRecord,
-    RunUsageRecord,
 )
 from conveyor.tracking.rollups import Arrays, chart_candidates, downsample_candidates, pick_width
+from conveyor.tracking.spend import usage_rows
 
 _IN_CHUNK = 500
 
@@ -254,18 +254,8 @@ def _load_chunk(session: Session, ids: list[str], count_points: bool) -> dict[st
             count=counts.get(m.id) if count_points else None,
         )
     usage: dict[str, dict[str, Usage]] = defaultdict(dict)
-    for run_id, device, seconds, energy, cost in session.execute(
-        select(
-            RunUsageRecord.run_id,
-            RunUsageRecord.device,
-            func.sum(RunUsageRecord.seconds),
-            func.sum(RunUsageRecord.energy_kwh),
-            func.sum(RunUsageRecord.cost_usd),
-        )
-        .where(RunUsageRecord.run_id.in_(ids))
-        .group_by(RunUsageRecord.run_id, RunUsageRecord.device)
-    ):
-        usage[run_id][device] = Usage(float(seconds), float(energy), float(cost))
+    for run_id, device, seconds, energy, cost in usage_rows(session, ids):
+        usage[run_id][device] = Usage(seconds, energy, cost)
     artifacts: dict[str, list[Artifact]] = defaultdict(list)
     for a in session.scalars(
         select(RunArtifactRecord)

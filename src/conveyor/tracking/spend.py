@@ -44,7 +44,16 @@ def spend_by(session: Session, by: GroupBy) -> list[Spend]:
 
 def per_run(session: Session, run_ids: Iterable[str]) -> dict[str, Spend]:
     """Each run's own totals (runs that recorded no usage are absent)."""
-    wanted = list(run_ids)
+    out: dict[str, Spend] = {}
+    for run_id, device, seconds, energy, cost in usage_rows(session, run_ids):
+        out.setdefault(run_id, Spend(run_id, runs=1)).add(device, seconds, energy, cost)
+    return out
+
+
+def usage_rows(
+    session: Session, run_ids: Iterable[str]
+) -> list[tuple[str, str, float, float, float]]:
+    """(run, device, seconds, kWh, USD) summed per run and device type."""
     rows = session.execute(
         select(
             RunUsageRecord.run_id,
@@ -53,13 +62,10 @@ def per_run(session: Session, run_ids: Iterable[str]) -> dict[str, Spend]:
             func.sum(RunUsageRecord.energy_kwh),
             func.sum(RunUsageRecord.cost_usd),
         )
-        .where(RunUsageRecord.run_id.in_(wanted))
+        .where(RunUsageRecord.run_id.in_(list(run_ids)))
         .group_by(RunUsageRecord.run_id, RunUsageRecord.device)
     ).all()
-    out: dict[str, Spend] = {}
-    for run_id, device, seconds, energy, cost in rows:
-        out.setdefault(run_id, Spend(run_id, runs=1)).add(device, seconds, energy, cost)
-    return out
+    return [(r, d, float(s), float(e), float(c)) for r, d, s, e, c in rows]
 
 
 def group(keys: Mapping[str, str], runs: Mapping[str, Spend]) -> list[Spend]:
