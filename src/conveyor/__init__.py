@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ConveyorError", "Workspace", "__version__"]
+__all__ = ["Client", "ConveyorError", "Workspace", "__version__"]
 
 if TYPE_CHECKING:
     from conveyor.core.errors import ConveyorError
+    from conveyor.serving.client import Client
     from conveyor.workspace import Workspace
 
 
@@ -22,6 +23,10 @@ def __getattr__(name: str) -> Any:
         from conveyor.workspace import Workspace
 
         return Workspace
+    if name == "Client":
+        from conveyor.serving.client import Client
+
+        return Client
     if name == "ConveyorError":
         from conveyor.core.errors import ConveyorError
 

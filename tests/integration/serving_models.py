@@ -121,3 +121,99 @@ def folder_source() -> FolderSource:
 
 def random_rows(n: int, width: int = 4, seed: int = 0) -> list[list[float]]:
     return np.random.default_rng(seed).normal(size=(n, width)).round(4).tolist()  # type: ignore[no-any-return]
+
+
+# -- a real server in a subprocess ----------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = "tests.integration.serving_models:folder_source"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """`conveyor serve ...` in its own process group on a free loopback port."""
+
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        workspace: Path | None = None,
+        models_root: Path | None = None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 90.0,
+    ) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "conveyor"]
+        if workspace is not None:
+            command += ["--workspace", str(workspace)]
+        command += ["serve", *args, "--port", str(self.port), "--poll", "0.2"]
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": "1",
+            **(env or {}),
+        }
+        if models_root is not None:
+            full_env[ROOT_ENV] = str(models_root)
+        self.log = Path(tempfile.mkstemp(prefix="conveyor-serve-", suffix=".log")[1])
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen(
+            command, env=full_env, stdout=self._out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self._wait_ready(ready_timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server not ready in {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text()[-5000:]
+
+    def stop(self) -> int:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._out.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.log.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ def test_public_api_matches_all() -> None:
     public = {name for name in dir(conveyor) if not name.startswith("_")} | set(conveyor.__all__)
     for name in conveyor.__all__:
         assert getattr(conveyor, name) is not None
-    assert set(conveyor.__all__) == {"ConveyorError", "Workspace", "__version__"}
+    assert set(conveyor.__all__) == {"Client", "ConveyorError", "Workspace", "__version__"}
     assert public >= set(conveyor.__all__)
 
 

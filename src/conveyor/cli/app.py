@@ -21,6 +21,7 @@ from conveyor.cli import (
     models_commands,
     output,
     runs_commands,
+    serve_commands,
     train_commands,
     workspace_commands,
 )
@@ -70,6 +71,9 @@ app.add_typer(runs_commands.app, name="runs")
 app.add_typer(jobs_commands.app, name="jobs")
 app.add_typer(train_commands.app, name="train")
 app.add_typer(models_commands.app, name="models")
+app.command()(serve_commands.serve)
+app.command()(serve_commands.predict)
+app.add_typer(serve_commands.keys_app, name="keys")
 
 
 def main(argv: list[str] | None = None) -> None:

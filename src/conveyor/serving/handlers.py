@@ -177,7 +177,10 @@ class Handlers:
             if not data:
                 raise InvalidInputError("the image body is empty", "send the file", "body")
             return None, [data]
-        return payloads.rows_of(payloads.parse_json(data)), None
+        rows = payloads.rows_of(payloads.parse_json(data))
+        if b"true" in data or b"false" in data:
+            rows = _Flagged(rows)
+        return rows, None
 
     async def _uploads(self, scope: Scope, receive: Receive, headers: Headers) -> list[bytes]:
         length = headers.get(b"content-length")
@@ -211,7 +214,7 @@ class Handlers:
             where = ["image"] if len(images) == 1 else [f"image[{i}]" for i in range(len(images))]
             return payloads.images_input(dep.model, images, where)
         assert rows is not None
-        return payloads.model_input(dep.model, rows)
+        return payloads.model_input(dep.model, rows, booleans=isinstance(rows, _Flagged))
 
     # -- POST /v2/models/{name}[/versions/{v}]/infer ----------------------------------------
 
@@ -353,6 +356,10 @@ async def respond(
         headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class _Flagged(list[Any]):
+    """Rows whose JSON holds `true` or `false`: checked value by value."""
 
 
 def _text(value: bytes | None) -> str | None:

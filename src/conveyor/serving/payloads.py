@@ -63,17 +63,22 @@ def rows_of(doc: Any) -> list[Any]:
     return rows
 
 
-def model_input(model: ServedModel, rows: list[Any]) -> np.ndarray:
-    """JSON rows -> the model's input batch (preprocessed, shape- and dtype-checked)."""
+def model_input(model: ServedModel, rows: list[Any], booleans: bool = True) -> np.ndarray:
+    """JSON rows -> the model's input batch (preprocessed, shape- and dtype-checked).
+
+    numpy reads JSON booleans as 0 and 1; `booleans=False` (the body holds no `true` or
+    `false`, a check the caller does on the raw bytes at C speed) skips the walk that
+    finds them.
+    """
     kind = model.preprocessing.kind
     if kind == "image":
         images = [_image_of(model, row, f"rows[{i}]") for i, row in enumerate(rows)]
         return images_input(model, images, [f"rows[{i}]" for i in range(len(rows))])
     if kind == "tabular":
-        x = _table(rows, model.preprocessing.columns)
+        x = _table(rows, model.preprocessing.columns, booleans)
         x = model.preprocessing.apply(x)
     elif kind == "none":
-        x = _numbers(rows, model.signature.input)
+        x = _numbers(rows, model.signature.input, booleans)
     else:
         raise InvalidInputError(
             f"{model.ref} takes {kind} inputs, which this server cannot preprocess",
@@ -145,7 +150,7 @@ def _image_of(model: ServedModel, row: Any, field: str) -> bytes:
         ) from None
 
 
-def _numbers(rows: list[Any], spec: TensorSpec) -> np.ndarray:
+def _numbers(rows: list[Any], spec: TensorSpec, booleans: bool) -> np.ndarray:
     dtype = NUMPY_DTYPES.get(spec.dtype)
     if dtype is None:
         raise InvalidInputError(
@@ -155,12 +160,14 @@ def _numbers(rows: list[Any], spec: TensorSpec) -> np.ndarray:
         raw = np.array(rows)
     except (ValueError, TypeError):
         raw = None
-    if raw is None or raw.dtype.kind not in _NUMERIC:
-        raise _explain(rows, len(spec.shape) - 1)
+    if raw is None or raw.dtype.kind not in _NUMERIC or booleans:
+        error = _explain(rows, len(spec.shape) - 1)
+        if raw is None or raw.dtype.kind not in _NUMERIC or error is not None:
+            raise error or InvalidInputError("rows are not numbers", None, "rows")
     return raw.astype(dtype, copy=False)
 
 
-def _table(rows: list[Any], columns: list[str]) -> np.ndarray:
+def _table(rows: list[Any], columns: list[str], booleans: bool) -> np.ndarray:
     """Rows as objects of named columns (or lists in column order) -> float32 (n, k)."""
     try:
         first = rows[0]
@@ -168,7 +175,8 @@ def _table(rows: list[Any], columns: list[str]) -> np.ndarray:
         raw = np.array(values)
     except (KeyError, TypeError, ValueError):
         raw = None
-    if raw is not None and raw.dtype.kind in _NUMERIC and raw.shape[1:] == (len(columns),):
+    fits = raw is not None and raw.dtype.kind in _NUMERIC and raw.shape[1:] == (len(columns),)
+    if fits and not booleans and raw is not None:
         return raw.astype(np.float32, copy=False)
     return _explain_table(rows, columns)
 
@@ -206,8 +214,9 @@ def _explain_table(rows: list[Any], columns: list[str]) -> np.ndarray:
     return out
 
 
-def _explain(rows: list[Any], ndim: int) -> InvalidInputError:
-    """Why rows of numbers did not make a tensor: the first non-number or odd length."""
+def _explain(rows: list[Any], ndim: int) -> InvalidInputError | None:
+    """Why rows of numbers do not make a tensor: the first non-number or odd length
+    (None if they do)."""
     first_len: int | None = None
     for i, row in enumerate(rows):
         field = f"rows[{i}]"
@@ -231,7 +240,7 @@ def _explain(rows: list[Any], ndim: int) -> InvalidInputError:
                 "send rows of one length",
                 field,
             )
-    return InvalidInputError("rows do not form a tensor", "send rows of one shape", "rows")
+    return None
 
 
 def _explain_nested(value: Any, field: str, ndim: int) -> InvalidInputError | None:
