@@ -221,9 +221,7 @@ def _summary(r: RecipeReport) -> None:
             f"{cost} ({u['market']})"
         )
     if r.model:
-        output.print_line(
-            f"  registered [bold]{r.model}[/bold] (`conveyor models show {r.model}`)"
-        )
+        output.print_line(f"  registered [bold]{r.model}[/bold] (`conveyor models show {r.model}`)")
     if r.checkpoint:
         output.print_line(
             f"  checkpoint {r.checkpoint[:12]}… (`conveyor.training.CheckpointStore`)"
