@@ -276,7 +276,7 @@ def export(
             )
         output.print_line(
             f"  p50 latency (batch of 1): {f['p50_ms']:.3f} -> {q['p50_ms']:.3f} ms "
-            f"({report.speedup or 0:.2f}x faster)"
+            f"(speedup {report.speedup or 0:.2f}x)"
         )
         output.print_line(
             f"  size: {output.human_bytes(f['size_bytes'])} -> "
