@@ -170,9 +170,12 @@ class ServerProcess:
         self.log = Path(tempfile.mkstemp(prefix="conveyor-serve-", suffix=".log")[1])
         self._out = self.log.open("w")
         self.proc = subprocess.Popen(
-            command, env=full_env, stdout=self._out, stderr=subprocess.STDOUT,
+            command,
+            env=full_env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         self._wait_ready(ready_timeout)
 
     def _wait_ready(self, timeout: float) -> None:

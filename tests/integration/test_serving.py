@@ -45,8 +45,17 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 @pytest.fixture(scope="module")
 def server(models_root: Path, ws: Workspace) -> Iterator[ServerProcess]:
     """One shared server for the read-only checks (no keys yet: auth stays off)."""
-    args = ["iris:production", "--source", SOURCE, "--max-body-bytes", "4000", "--max-queue",
-            "128", "--max-batch-size", "64"]  # fmt: skip
+    args = [
+        "iris:production",
+        "--source",
+        SOURCE,
+        "--max-body-bytes",
+        "4000",
+        "--max-queue",
+        "128",
+        "--max-batch-size",
+        "64",
+    ]
     with ServerProcess(args, workspace=ws.root, models_root=models_root) as proc:
         yield proc
 
@@ -92,8 +101,9 @@ def test_bad_payloads_get_a_4xx_naming_the_field(
 
 
 def test_unparseable_unknown_and_oversized_requests_are_4xx(server: ServerProcess) -> None:
-    broken = _post(server.url, "/predict/iris", content=b"{nope",
-                   headers={"content-type": "application/json"})  # fmt: skip
+    broken = _post(
+        server.url, "/predict/iris", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert broken.status_code == 422 and broken.json()["field"] == "body"
     unknown = _post(server.url, "/predict/roses", json={"rows": random_rows(1)})
     assert unknown.status_code == 404 and "iris" in unknown.json()["error"]
@@ -116,8 +126,17 @@ def test_open_inference_protocol_v2(server: ServerProcess) -> None:
     meta = httpx.get(f"{url}/v2/models/iris").json()
     assert meta["name"] == "iris" and meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]
-    request = {"id": "r-1", "inputs": [{"name": "features", "shape": [2, 4], "datatype": "FP32",
-                                        "data": [1, 2, 3, 4, 5, 6, 7, 8]}]}  # fmt: skip
+    request = {
+        "id": "r-1",
+        "inputs": [
+            {
+                "name": "features",
+                "shape": [2, 4],
+                "datatype": "FP32",
+                "data": [1, 2, 3, 4, 5, 6, 7, 8],
+            }
+        ],
+    }
     answer = _post(url, "/v2/models/iris/infer", json=request).json()
     assert answer["id"] == "r-1" and answer["model_name"] == "iris"
     assert answer["model_version"] == "1"
@@ -179,8 +198,12 @@ def test_the_prediction_log_holds_every_request_after_shutdown(
     with ServerProcess(args, workspace=ws.root, models_root=models_root) as proc:
         ids = []
         for i in range(5):
-            r = _post(proc.url, "/predict/iris", json={"rows": random_rows(2, seed=i)},
-                      headers={"x-request-id": f"req-{i}"})  # fmt: skip
+            r = _post(
+                proc.url,
+                "/predict/iris",
+                json={"rows": random_rows(2, seed=i)},
+                headers={"x-request-id": f"req-{i}"},
+            )
             ids.append(r.json()["request_id"])
     table = read_predictions(ws.meta, ws.objects, "iris")
     assert table.num_rows == 10
@@ -231,8 +254,15 @@ def test_an_alias_move_swaps_versions_without_a_failed_request(
 
 
 def test_canary_split_and_sticky_routing(models_root: Path) -> None:
-    args = ["iris:production", "--source", SOURCE, "--canary", "iris@v2:50%",
-            "--sticky-header", "x-user"]  # fmt: skip
+    args = [
+        "iris:production",
+        "--source",
+        SOURCE,
+        "--canary",
+        "iris@v2:50%",
+        "--sticky-header",
+        "x-user",
+    ]
     with ServerProcess(args, models_root=models_root) as proc, httpx.Client(base_url=proc.url) as c:
         anonymous = {
             c.post("/predict/iris", json={"rows": random_rows(1)}).json()["version"]
@@ -242,10 +272,11 @@ def test_canary_split_and_sticky_routing(models_root: Path) -> None:
         per_user = {}
         for user in [f"user-{i}" for i in range(12)]:
             versions = {
-                c.post("/predict/iris", json={"rows": random_rows(1)},
-                       headers={"x-user": user}).json()["version"]
+                c.post(
+                    "/predict/iris", json={"rows": random_rows(1)}, headers={"x-user": user}
+                ).json()["version"]
                 for _ in range(5)
-            }  # fmt: skip
+            }
             assert len(versions) == 1, f"{user} moved between versions"
             per_user[user] = versions.pop()
         assert set(per_user.values()) == {1, 2}
@@ -280,3 +311,25 @@ def _wait_for(condition: object, rounds: int = 600) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached")
+
+
+def test_two_workers_share_one_port_and_one_metrics_view(models_root: Path) -> None:
+    args = ["iris:production", "--source", SOURCE, "--workers", "2"]
+    with ServerProcess(args, models_root=models_root) as proc:
+        workers = set()
+        sent = 0
+        for _ in range(40):  # fresh connections until both processes have answered
+            r = httpx.post(f"{proc.url}/predict/iris", json={"rows": random_rows(1)})
+            assert r.status_code == 200
+            sent += 1
+            workers.add(r.json()["request_id"].split("-")[0])
+            if len(workers) == 2 and sent >= 10:
+                break
+        assert len(workers) == 2
+        metrics = httpx.get(f"{proc.url}/metrics").text
+    line = next(
+        m
+        for m in metrics.splitlines()
+        if m.startswith('conveyor_requests_total{code="200",model="iris",version="1"}')
+    )
+    assert float(line.split()[-1]) == sent  # summed over both workers
