@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make demo`: create a fresh workspace and walk through what Conveyor does so far:
 # scikit-learn's digits as PNG files -> ingest -> dedupe -> split -> check -> train ->
-# tracked run -> a queued job run by a worker.
+# tracked run and its cost -> registered model, gate, promotion, ONNX export -> a queued
+# job run by a worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${VENV:-.venv}"
 conveyor="$(pwd)/$venv/bin/conveyor"
+venv_python="$(pwd)/$venv/bin/python"
 demo="demo-workspace"
 
 run() { echo; echo "\$ $*"; "$@"; }
@@ -28,3 +30,11 @@ run "$conveyor" runs ls
 run "$conveyor" jobs submit --cmd "echo the answer is 42" --cpus 1 --retries 2 --time-limit 10m
 run "$conveyor" jobs worker --until-idle
 run "$conveyor" jobs ls
+run "$conveyor" runs cost --by dataset
+run "$conveyor" models ls
+run "$conveyor" models lineage digits-image-classifier@v1
+run "$conveyor" models gate set production --file ../examples/production-gate.yaml
+run "$conveyor" models promote digits-image-classifier@v1 --to production --reason "first release"
+run "$conveyor" data used-by digits@v3
+run "$conveyor" models export digits-image-classifier@production --format onnx --out edge
+run "$venv_python" edge/run.py raw/digits/3/0003.png
