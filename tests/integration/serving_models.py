@@ -197,7 +197,8 @@ class ServerProcess:
         raise RuntimeError(f"server not ready in {timeout} s:\n{self.output()}")
 
     def output(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.log.read_text()[-5000:]
 
     def stop(self) -> int:

@@ -322,7 +322,7 @@ def test_two_workers_share_one_port_and_one_metrics_view(models_root: Path) -> N
             r = httpx.post(f"{proc.url}/predict/iris", json={"rows": random_rows(1)})
             assert r.status_code == 200
             sent += 1
-            workers.add(r.json()["request_id"].split("-")[0])
+            workers.add(r.headers["x-served-by"])
             if len(workers) == 2 and sent >= 10:
                 break
         assert len(workers) == 2

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import logging
 import os
+import socket
 import time
 from typing import Any
 
@@ -344,6 +345,10 @@ class Handlers:
         await respond(send, status, orjson.dumps(body), rid, retry)
 
 
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process answered (x-served-by)
+_SERVED_BY = WORKER.encode()
+
+
 async def respond(
     send: Send, status: int, body: bytes, rid: str, retry_after: float | None = None
 ) -> None:
@@ -351,6 +356,7 @@ async def respond(
         (b"content-type", _JSON),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", rid.encode("latin-1", "replace")),
+        (b"x-served-by", _SERVED_BY),
     ]
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))

@@ -42,7 +42,10 @@ def deploy(options: ServeOptions) -> Any:
         "name": APP_NAME,
         # room for whole batches: Ray's default of 5 in flight would cap every batch at 5
         "max_ongoing_requests": max(2 * options.max_batch_size, options.target_queue * 2, 64),
-        "ray_actor_options": {"num_cpus": float(os.environ.get("CONVEYOR_RAY_CPUS", "0.5"))},
+        "ray_actor_options": {
+            "num_cpus": float(os.environ.get("CONVEYOR_RAY_CPUS", "0.5")),
+            "runtime_env": {"env_vars": _passed_env()},
+        },
         "graceful_shutdown_timeout_s": 30,
     }
     if options.max_replicas is not None and options.max_replicas > options.replicas:
@@ -58,39 +61,39 @@ def deploy(options: ServeOptions) -> Any:
         }
     else:
         settings["num_replicas"] = options.replicas
-    builder = _Builder(options.model_dump_json())
+    options_json = options.model_dump_json()
+
+    def builder() -> Any:  # a plain function: Ray calls it on each replica (cloudpickled)
+        return build_replica_app(options_json)
+
     deployment = serve.deployment(**settings)(serve.ingress(builder)())
     return serve.run(deployment.bind(), name=APP_NAME, route_prefix="/")
 
 
-class _Builder:
-    """A picklable builder (Ray ships it to the replicas)."""
-
-    def __init__(self, options_json: str) -> None:
-        self.options_json = options_json
-
-    def __call__(self) -> Any:
-        return build_replica_app(self.options_json)
+def _passed_env() -> dict[str, str]:
+    """CONVEYOR_* settings and PYTHONPATH reach the replicas, so they open the same
+    workspace and can import the same `--source` module as this process."""
+    names = [n for n in os.environ if n.startswith("CONVEYOR_")] + ["PYTHONPATH"]
+    return {n: os.environ[n] for n in names if n in os.environ}
 
 
 def serve_ray(options: ServeOptions, address: str | None = None) -> None:
     """Connect (RAY_ADDRESS, or start a local cluster on 127.0.0.1), deploy, block."""
+    if options.host in ("127.0.0.1", "localhost"):  # keep Ray itself on loopback too;
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read at import
     try:
         import ray
         from ray import serve
     except ImportError as e:
         raise MissingExtraError("the Ray backend needs Ray", "pip install 'conveyor[ray]'") from e
     address = address or os.environ.get("RAY_ADDRESS")
+    settings: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if options.host in ("127.0.0.1", "localhost"):
+        settings["_node_ip_address"] = "127.0.0.1"
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=address, **settings)
     else:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
+        ray.init(include_dashboard=False, **settings)
     try:
         deploy(options)
     except Exception as e:
@@ -102,9 +105,10 @@ def serve_ray(options: ServeOptions, address: str | None = None) -> None:
     try:
         while True:
             time.sleep(1.0)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (ours or Ray's handler)
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this
         serve.delete(APP_NAME)
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
