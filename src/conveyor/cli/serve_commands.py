@@ -115,8 +115,6 @@ def serve(
             f"bad option {where}: {first['msg']}", "see conveyor serve --help"
         ) from e
     options.batch_policy()  # checks the batch limits before anything starts
-    where = f"http://{host}:{port}"
-    sys.stderr.write(f"serving {', '.join(models)} on {where} (docs: {where}/docs)\n")
     run(options)
 
 
@@ -225,7 +223,7 @@ def predict(
             }
         )
         return
-    names = (inputs or []) if images else [str(i) for i in range(len(result))]
+    names = [p.name for p in images] if images else [str(i) for i in range(len(result))]
     table = [
         [n, p.get("label", p.get("value")), _score(p)] for n, p in zip(names, result, strict=False)
     ]

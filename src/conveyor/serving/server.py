@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,8 +84,34 @@ def app_from_env() -> ServingApp:
     return build_app(ServeOptions.model_validate_json(os.environ[OPTIONS_ENV]))
 
 
+def check(options: ServeOptions) -> None:
+    """Fail fast, with the user's error, on what the workers would only fail on later:
+    an unknown model, alias or version, a canary or shadow that does not parse."""
+    from conveyor.serving.source import parse_ref, parse_weighted
+
+    options.batch_policy()
+    stores = open_stores(options)
+    for text in options.models:
+        ref = parse_ref(text)
+        stores.source.resolve(ref.name, ref.selector)
+    served = {parse_ref(text).name for text in options.models}
+    for text in [*options.canary, *options.shadow]:
+        extra = parse_weighted(text)
+        if extra.name not in served:
+            raise ServingError(
+                f"'{text}' names a model that is not served",
+                f"serve {extra.name} too, or fix the name",
+            )
+        stores.source.resolve(extra.name, f"v{extra.version}")
+    if stores.meta is not None:
+        stores.meta.dispose()
+
+
 def serve(options: ServeOptions) -> None:
     """Run until interrupted (Ctrl-C or SIGTERM drain the queues first)."""
+    check(options)
+    where = f"http://{options.host}:{options.port}"
+    sys.stderr.write(f"serving {', '.join(options.models)} on {where} (docs: {where}/docs)\n")
     if options.backend == "ray":
         from conveyor.serving.ray_backend import serve_ray
 
