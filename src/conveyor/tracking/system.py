@@ -63,7 +63,7 @@ class SystemSampler:
 
 def _import_nvml() -> Any:
     try:
-        import pynvml  # type: ignore[import-untyped]
+        import pynvml  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         return None
     return pynvml
