@@ -170,3 +170,11 @@ def test_static_source_follows_its_aliases() -> None:
     assert source.resolve("m", "production") == 1 and source.resolve("m", "latest") == 1
     with pytest.raises(ServingError, match="promote"):
         source.resolve("m", "staging")
+
+
+def test_a_rows_answer_does_not_depend_on_its_batch() -> None:
+    answerer = Answerer(model(Preprocessing("none"), [None, 3], ["cat", "dog", "eel"]))
+    logits = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    together = answerer.predictions(logits)
+    alone = [answerer.predictions(logits[i : i + 1])[0] for i in range(40)]
+    assert together == alone

@@ -110,6 +110,7 @@ class Batcher:
         self._last_arrival = 0.0
         self._run_s = 0.0  # average time a batch takes to run
         self._per_row_s = 0.0
+        self._recent: deque[float] = deque(maxlen=16)  # wall times of the last batches
         self.batches = 0
 
     # -- life -------------------------------------------------------------------------------
@@ -277,13 +278,16 @@ class Batcher:
                 item.future.set_result((out, answers))
 
     async def _call(self, x: np.ndarray) -> np.ndarray:
-        if self._run_s * 1000.0 < self.policy.inline_below_ms and self.batches > 0:
+        # the fastest of the recent batches is what the model costs; slower ones were
+        # slowed by other work on the core, which must not send us to the thread
+        if self._recent and min(self._recent) * 1000.0 < self.policy.inline_below_ms:
             return self.runtime.run(x)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self.runtime.run, x)
 
     def _record(self, rows: int, seconds: float) -> None:
         self.batches += 1
+        self._recent.append(seconds)
         self._run_s += _EWMA * (seconds - self._run_s) if self.batches > 1 else seconds
         self._per_row_s = self._run_s / max(rows, 1)
         if self._on_batch is not None:

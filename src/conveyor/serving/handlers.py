@@ -162,7 +162,11 @@ class Handlers:
             seconds = time.perf_counter() - start
             dep.metrics.answered(200, len(out), seconds)
             await respond(send, 200, body, rid)
-            raw = rows if rows is not None else images or []
+            raw = (
+                None
+                if images is None and dep.model.preprocessing.kind == "none"
+                else (rows if rows is not None else images)
+            )
             self._after(route, dep, role, rid, at, seconds, raw, x, preds, rows, images)
         except ServingError as e:
             await self._error(send, e, dep, rid, start)
@@ -250,7 +254,7 @@ class Handlers:
             dep.metrics.answered(200, len(out), seconds)
             await respond(send, 200, body, rid)
             if self.predictions is not None and self.predictions.wants():
-                self._log(dep, role, rid, at, seconds, raw or x.tolist(), x, preds)
+                self._log(dep, role, rid, at, seconds, raw or None, x, preds)
         except ServingError as e:
             await self._error(send, e, dep, rid, start, v2_style=True)
 
@@ -264,7 +268,7 @@ class Handlers:
         rid: str,
         at: float,
         seconds: float,
-        raw: list[Any],
+        raw: list[Any] | None,
         x: np.ndarray,
         preds: list[Any],
         rows: list[Any] | None,
@@ -287,7 +291,7 @@ class Handlers:
         rid: str,
         at: float,
         seconds: float,
-        raw: list[Any],
+        raw: list[Any] | None,
         x: np.ndarray,
         preds: list[Any],
     ) -> None:
@@ -301,7 +305,7 @@ class Handlers:
         shadow: Deployment,
         rid: str,
         at: float,
-        raw: list[Any],
+        raw: list[Any] | None,
         x: np.ndarray,
         primary: Deployment,
         rows: list[Any] | None,

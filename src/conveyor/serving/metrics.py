@@ -6,7 +6,8 @@ before the workers start (the client reads it at import), each worker writes its
 to memory-mapped files there, and `/metrics` on any worker sums them all. The queue-depth
 gauge uses the "livesum" mode: the sum over live workers.
 
-Label children are looked up once per model version, not per request.
+Label children are looked up once per model version, not per request. Rows predicted
+are `conveyor_batch_rows_sum`; requests by answer code are `conveyor_requests_total`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ class ServerMetrics:
         self.requests = Counter(
             "conveyor_requests", "Prediction requests answered", (*labels, "code"), **kw
         )
-        self.rows = Counter("conveyor_rows", "Rows predicted", labels, **kw)
         self.errors = Counter(
             "conveyor_errors", "Failed prediction requests", (*labels, "kind"), **kw
         )
@@ -83,7 +83,6 @@ class VersionMetrics:
         self._metrics = metrics
         self._labels = (model, version)
         self._codes: dict[int, Any] = {}
-        self.rows = metrics.rows.labels(model, version)
         self.latency = metrics.latency.labels(model, version)
         self.batch_rows = metrics.batch_rows.labels(model, version)
         self.queue_rows = metrics.queue_rows.labels(model, version)
@@ -93,8 +92,6 @@ class VersionMetrics:
         if child is None:
             child = self._codes[code] = self._metrics.requests.labels(*self._labels, str(code))
         child.inc()
-        if rows:
-            self.rows.inc(rows)
         self.latency.observe(seconds)
 
     def failed(self, kind: str) -> None:

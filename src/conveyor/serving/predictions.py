@@ -30,7 +30,7 @@ SCHEMA = pa.schema(
         pa.field("features", pa.list_(pa.float32())),
         pa.field("label", pa.string()),
         pa.field("score", pa.float32()),
-        pa.field("output", pa.string(), nullable=False),
+        pa.field("value", pa.list_(pa.float32())),
     ]
 )
 
