@@ -14,10 +14,10 @@ limits and stopping behave the same everywhere:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -32,7 +32,6 @@ from conveyor.compute.entry import EXIT_PREEMPTED, Launch
 Ending = Literal["succeeded", "failed", "timed_out", "killed", "preempted", "stopped", "lost"]
 _MEMORY_EVERY_S = 0.2
 _READ_MAX = 1 << 20
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -69,14 +68,13 @@ class JobProcess:
         import subprocess
 
         self._popen = subprocess.Popen(
-            argv,
+            _dying_with_parent(argv),
             cwd=spec.workdir or None,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._spool,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         self.pid = self._popen.pid
         self.pid_started = _create_time(self.pid)
@@ -231,17 +229,16 @@ def kill_process_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def _load_prctl() -> object | None:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """The command, started so that it gets SIGKILL when the worker that started it dies.
 
-
-_PRCTL = _load_prctl()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILL when the worker that started us dies."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)  # type: ignore[operator]
+    util-linux `setpriv --pdeathsig` sets the signal and execs the command. (A Python
+    `preexec_fn` would do the same from the forked child, but running Python between fork
+    and exec crashes when the worker has other threads, such as Ray's gRPC client.)
+    Without setpriv the lease recovery still requeues the job; the process may outlive a
+    worker killed with -9 until it ends on its own.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
