@@ -7,6 +7,7 @@ exercise the server alone; test_serving_registry.py serves from the registry.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -326,10 +327,16 @@ def test_two_workers_share_one_port_and_one_metrics_view(models_root: Path) -> N
             if len(workers) == 2 and sent >= 10:
                 break
         assert len(workers) == 2
-        metrics = httpx.get(f"{proc.url}/metrics").text
-    line = next(
-        m
-        for m in metrics.splitlines()
-        if m.startswith('conveyor_requests_total{code="200",model="iris",version="1"}')
-    )
-    assert float(line.split()[-1]) == sent  # summed over both workers
+        counted = []
+        for _ in range(50):  # each worker publishes its totals once a second
+            metrics = httpx.get(f"{proc.url}/metrics").text
+            line = next(
+                m
+                for m in metrics.splitlines()
+                if m.startswith('conveyor_requests_total{code="200",model="iris",version="1"}')
+            )
+            counted.append(float(line.split()[-1]))
+            if counted[-1] == sent:
+                break
+            time.sleep(0.1)
+        assert counted[-1] == sent  # summed over both workers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,16 +109,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await router.start(refs)
         await _apply_rollouts(router, options)
-        refresher = None
+        background = [asyncio.get_running_loop().create_task(_dump_metrics(metrics))]
         if checker is not None:
-            refresher = asyncio.get_running_loop().create_task(_refresh_keys(checker))
+            background.append(asyncio.get_running_loop().create_task(_refresh_keys(checker)))
+        gc.collect()
+        gc.freeze()  # what start-up made lives for good: later collections skip it
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            if refresher is not None:
-                refresher.cancel()
+            for task in background:
+                task.cancel()
             await router.stop()
             if plog is not None:
                 await asyncio.to_thread(plog.close)
@@ -176,6 +179,14 @@ def _key_checker(options: ServeOptions, meta: MetadataStore | None) -> KeyChecke
     return KeyChecker(keys)
 
 
+async def _dump_metrics(metrics: ServerMetrics) -> None:
+    if metrics.folder is None:
+        return
+    while True:
+        metrics.dump()
+        await asyncio.sleep(1.0)
+
+
 async def _refresh_keys(checker: KeyChecker) -> None:
     while True:
         await asyncio.sleep(_KEY_REFRESH_S)
@@ -213,8 +224,7 @@ def _add_public_routes(app: FastAPI, router: Router, metrics: ServerMetrics) -> 
 
     @app.get("/metrics", tags=["metrics"], response_class=Response)
     async def prometheus() -> Response:
-        data = await asyncio.to_thread(metrics.render)
-        return Response(data, media_type=metrics.content_type)
+        return Response(metrics.render(), media_type=metrics.content_type)
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:

@@ -51,6 +51,7 @@ class BatchPolicy:
     max_queue: int = 2048  # queued rows past which requests are shed (503)
     latency_target_ms: float | None = None
     inline_below_ms: float = 1.0
+    timeout_s: float = 30.0  # a request not answered by then fails with 504
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -73,12 +74,13 @@ Finish = Callable[[np.ndarray], list[Any]]
 
 
 class _Item:
-    __slots__ = ("future", "rows", "x")
+    __slots__ = ("deadline", "future", "rows", "x")
 
-    def __init__(self, x: np.ndarray, future: asyncio.Future[Result]) -> None:
+    def __init__(self, x: np.ndarray, future: asyncio.Future[Result], deadline: float) -> None:
         self.x = x
         self.rows = len(x)
         self.future = future
+        self.deadline = deadline
 
 
 BatchHook = Callable[[int, float, int], None]  # rows, seconds, rows still queued
@@ -104,6 +106,8 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._running: list[_Item] = []
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-infer")
         self._closed = False
         self._gap_s = 1.0  # average time between arrivals; starts "idle"
@@ -117,7 +121,9 @@ class Batcher:
 
     def start(self) -> None:
         self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._loop(), name="batcher")
+        self._sweeper = loop.create_task(self._sweep(), name="batcher-timeouts")
 
     async def stop(self) -> None:
         """Take no new requests, answer every queued one, then end the task."""
@@ -126,6 +132,8 @@ class Batcher:
             self._wake.set()
         if self._task is not None:
             await self._task
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._thread.shutdown(wait=True)
 
     # -- requests ---------------------------------------------------------------------------
@@ -151,7 +159,7 @@ class Batcher:
         self._last_arrival = now
         self._gap_s += _EWMA * (min(gap, 1.0) - self._gap_s)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(x, future))
+        self._queue.append(_Item(x, future, now + self.policy.timeout_s))
         self.queued_rows += rows
         self._queued_items += 1
         assert self._wake is not None
@@ -161,6 +169,33 @@ class Batcher:
     def retry_after(self) -> float:
         """Seconds the queue would take to drain at the measured speed (at least 1)."""
         return max(1.0, self.queued_rows * self._per_row_s)
+
+    # -- timeouts ---------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Fail requests past their deadline, queued or in a batch that hangs. One task
+        for all requests instead of a timer each: the queue is in arrival order, so the
+        expired ones are at its head."""
+        period = min(0.25, self.policy.timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.perf_counter()
+            for item in self._running:
+                if item.deadline <= now and not item.future.done():
+                    item.future.set_exception(self._timed_out())
+            for item in self._queue:
+                if item.deadline > now:
+                    break
+                if not item.future.done():
+                    item.future.set_exception(self._timed_out())
+
+    def _timed_out(self) -> ServerBusyError:
+        return ServerBusyError(
+            f"no answer within {self.policy.timeout_s:g} s",
+            "retry later or raise --timeout",
+            retry_after=self.retry_after(),
+            status=504,
+        )
 
     # -- the batch task ---------------------------------------------------------------------
 
@@ -234,6 +269,7 @@ class Batcher:
 
     async def _run(self, batch: list[_Item]) -> None:
         start = time.perf_counter()
+        self._running = batch
         try:
             x = batch[0].x if len(batch) == 1 else np.concatenate([item.x for item in batch])
             out = await self._call(x)

@@ -112,15 +112,8 @@ class Handlers:
         return b"".join(chunks)
 
     async def infer(self, dep: Deployment, x: np.ndarray) -> Result:
-        """Queue rows on a version and await them under the request timeout."""
-        future = dep.batcher.submit(x)
-        timer = asyncio.get_running_loop().call_later(
-            self.options.timeout_s, _expire, future, self.options.timeout_s
-        )
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        """Queue rows on a version and await them (the batcher enforces the timeout)."""
+        return await dep.batcher.submit(x)
 
     def request_id(self, headers: Headers) -> str:
         given = headers.get(b"x-request-id")
@@ -396,15 +389,3 @@ def _too_large(size: int, limit: int) -> PayloadTooLargeError:
         f"the body is {size} bytes, over this server's limit of {limit}",
         "send fewer rows per request (or raise --max-body-bytes)",
     )
-
-
-def _expire(future: asyncio.Future[Result], seconds: float) -> None:
-    if not future.done():
-        future.set_exception(
-            ServerBusyError(
-                f"no answer within {seconds:g} s",
-                "retry later or raise --timeout",
-                retry_after=1.0,
-                status=504,
-            )
-        )

@@ -57,6 +57,7 @@ class ServeOptions(BaseModel):
             max_queue=self.max_queue,
             latency_target_ms=self.latency_target_ms,
             inline_below_ms=self.inline_below_ms,
+            timeout_s=self.timeout_s,
         )
 
     def log_policy(self) -> LogPolicy:

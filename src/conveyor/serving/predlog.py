@@ -69,7 +69,10 @@ class PredictionLog:
         policy: LogPolicy | None = None,
         worker: str | None = None,
     ) -> None:
-        import pyarrow.parquet  # noqa: F401 - imported now, not in the writer (the GIL)
+        # imported now, not by the writer thread while it shares the GIL with requests
+        import pyarrow.parquet  # noqa: F401
+
+        from conveyor.serving import predictions  # noqa: F401
 
         self.policy = policy or LogPolicy()
         self.worker = worker or f"{uuid.uuid4().hex[:8]}"

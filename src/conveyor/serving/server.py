@@ -2,8 +2,8 @@
 
 With `workers > 1`, uvicorn's supervisor binds the port once and starts N processes that
 accept on the shared socket; each builds the same app from the options, passed as JSON
-in `CONVEYOR_SERVE_OPTIONS`. Metrics then use prometheus_client's multiprocess mode over
-a fresh folder (see metrics.py), so /metrics on any worker reports all of them.
+in `CONVEYOR_SERVE_OPTIONS`. Each worker writes its metric totals to one fresh folder
+(see metrics.py), so /metrics on any worker reports all of them.
 """
 
 from __future__ import annotations
