@@ -16,6 +16,11 @@ import pytest
 
 from conveyor import Workspace
 
+# Ray 2.60 turns on token auth for a new local cluster once any Ray process has written
+# ~/.ray/auth_token, and its client (ray://) then fails to connect. The test clusters live
+# on 127.0.0.1 only: keep auth off for them and for the clients, whatever ran before.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+
 
 def _service(var: str) -> str:
     value = os.environ.get(var)
