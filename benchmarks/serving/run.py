@@ -100,8 +100,8 @@ CONTENDERS = [
             str(port),
         ],
         batches_from_metrics=True,
-        note="defaults: max batch 64 rows, max wait 2 ms (adaptive), ONNX Runtime, "
-        "prediction log on (every request)",
+        note="defaults: max batch 64 rows, max wait 2 ms (adaptive), sheds past 1 s of "
+        "queued work, ONNX Runtime, prediction log on (every request)",
     ),
     Contender(
         "conveyor-nolog",
@@ -485,6 +485,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 s points, 1 and 32 connections")
     parser.add_argument("--only", help="comma-separated contenders")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the current server too
     seconds = 1 if args.quick else 5
     conns = (1, 32) if args.quick else CONNECTIONS
     prepare()

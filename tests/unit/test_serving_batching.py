@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -172,3 +173,21 @@ def test_finish_builds_answers_once_per_batch() -> None:
 def test_bad_policies_say_what_to_fix(policy: dict[str, float]) -> None:
     with pytest.raises(ServingError):
         BatchPolicy(**policy)  # type: ignore[arg-type]
+
+
+def test_the_queue_is_shed_by_the_time_it_would_take_to_drain() -> None:
+    class Slow(Doubler):
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            time.sleep(0.05 * len(batch))  # 50 ms a row
+            return batch * 2
+
+    async def main() -> None:
+        batcher = await started(Slow(), max_batch_size=4, max_queue_ms=130)
+        await batcher.infer(rows(1))  # measures the model: 50 ms a row
+        await batcher.infer(rows(1, 2))  # 100 ms of work: still taken
+        with pytest.raises(ServerBusyError) as shed:
+            batcher.submit(rows(1, 2, 3))  # 150 ms of work > 130 ms
+        assert shed.value.status == 503
+        await batcher.stop()
+
+    asyncio.run(main())

@@ -50,7 +50,10 @@ def serve(
     latency_target_ms: Annotated[
         float | None, typer.Option(help="Shorten the batch wait to meet this latency.")
     ] = None,
-    max_queue: Annotated[int, typer.Option(help="Queued rows before 503s.")] = 2048,
+    max_queue: Annotated[int, typer.Option(help="Queued rows before 503s.")] = 65_536,
+    max_queue_ms: Annotated[
+        float, typer.Option(help="503 when the queue would take longer to drain (0: off).")
+    ] = 1000.0,
     timeout: Annotated[float, typer.Option(help="Seconds a request may wait.")] = 30.0,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 16 << 20,
     auth: Annotated[str, typer.Option(help="auto (on when keys exist), on or off.")] = "auto",
@@ -94,6 +97,7 @@ def serve(
         "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms,
         "max_queue": max_queue,
+        "max_queue_ms": max_queue_ms or None,
         "latency_target_ms": latency_target_ms,
         "timeout_s": timeout,
         "max_body_bytes": max_body_bytes,

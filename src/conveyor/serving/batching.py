@@ -11,6 +11,10 @@ Batches faster than `inline_below_ms` run on the event loop itself: on a pinned 
 hand-off to a thread costs more than such a batch. Slower ones (a CNN, a GPU) run in
 one thread per model version, so the loop keeps reading requests meanwhile.
 
+Load shedding looks at the queue in time, not only in rows: a request is refused (503,
+with Retry-After the estimated drain time) when the rows already queued would take the
+model longer than `max_queue_ms` to work through, or pass the hard `max_queue` cap.
+
 How long to wait also learns from the previous batch: clients in a closed loop send
 their next request once answered, so about as many requests as the last batch held are
 on their way. The timed wait ends as soon as that many are queued, and a lone client
@@ -48,7 +52,8 @@ class BatchPolicy:
 
     max_batch_size: int = 64
     max_wait_ms: float = 2.0
-    max_queue: int = 2048  # queued rows past which requests are shed (503)
+    max_queue: int = 65_536  # queued rows past which requests are shed (503): memory
+    max_queue_ms: float | None = 1000.0  # shed when the queue would take longer to drain
     latency_target_ms: float | None = None
     inline_below_ms: float = 1.0
     timeout_s: float = 30.0  # a request not answered by then fails with 504
@@ -148,7 +153,11 @@ class Batcher:
         if self._closed:
             raise Retired
         rows = len(x)
-        if self.queued_rows + rows > self.policy.max_queue:
+        policy = self.policy
+        depth = self.queued_rows + rows
+        if depth > policy.max_queue or (
+            policy.max_queue_ms is not None and depth * self._per_row_s * 1000 > policy.max_queue_ms
+        ):
             raise ServerBusyError(
                 f"the queue is full ({self.queued_rows} rows waiting)",
                 "retry after the time in Retry-After, or add workers",
@@ -325,7 +334,8 @@ class Batcher:
         self.batches += 1
         self._recent.append(seconds)
         self._run_s += _EWMA * (seconds - self._run_s) if self.batches > 1 else seconds
-        self._per_row_s = self._run_s / max(rows, 1)
+        per_row = seconds / max(rows, 1)
+        self._per_row_s += _EWMA * (per_row - self._per_row_s) if self.batches > 1 else per_row
         if self._on_batch is not None:
             self._on_batch(rows, seconds, self.queued_rows)
 

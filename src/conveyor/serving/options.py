@@ -35,7 +35,8 @@ class ServeOptions(BaseModel):
     workers: int = 1
     max_batch_size: int = 64
     max_wait_ms: float = 2.0
-    max_queue: int = 2048
+    max_queue: int = 65_536
+    max_queue_ms: float | None = 1000.0
     latency_target_ms: float | None = None
     inline_below_ms: float = 1.0
     timeout_s: float = 30.0
@@ -55,6 +56,7 @@ class ServeOptions(BaseModel):
             max_batch_size=self.max_batch_size,
             max_wait_ms=self.max_wait_ms,
             max_queue=self.max_queue,
+            max_queue_ms=self.max_queue_ms,
             latency_target_ms=self.latency_target_ms,
             inline_below_ms=self.inline_below_ms,
             timeout_s=self.timeout_s,
