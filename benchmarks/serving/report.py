@@ -87,6 +87,7 @@ def write_report(raw: dict[str, Any]) -> str:
                 lines.append(
                     f"| {name} | {' | '.join(cells)} | {lat1} | {lat32} | {errors} | {batch} |"
                 )
+    lines += ["", *summary(raw, points)]
     lines += [
         "",
         "## Cold start and memory",
@@ -144,7 +145,7 @@ def summary(
             one = points.get(("conveyor", model, rows, 1))
             ratio = ours["rows_per_s"] / best[1] if rivals else float("nan")
             of_noop = f"{100 * ours['rows_per_s'] / noop['rows_per_s']:.0f}%" if noop else "–"
-            gap = f"{one['p50_ms'] - single:.2f} ms" if one else "–"
+            gap = f"{one['p50_ms'] - single:.2f} ms" if one and rows == 1 else "–"
             out.append(
                 f"| {model}, {rows} | {ours['rows_per_s']:,.0f} | {best[0]} ({best[1]:,.0f}) "
                 f"| {ratio:.1f}× | {of_noop} | {100 * ours['rows_per_s'] / raw_best:.0f}% | {gap} |"
