@@ -91,3 +91,28 @@ def _wait_for(condition: object, rounds: int = 600) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached")
+
+
+def build_iris_net() -> torch.nn.Module:
+    """The architecture `register` saved weights for (the module factory for PyTorch)."""
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+
+
+def test_registry_versions_run_on_both_runtimes_with_verified_weights(
+    workspace: Workspace,
+) -> None:
+    import numpy as np
+
+    from conveyor.serving.registry_source import RegistrySource
+    from conveyor.serving.runtime import load_runtime
+
+    register(workspace, seed=0)
+    source = RegistrySource(workspace, modules={"iris": build_iris_net})
+    model = source.load("iris", source.resolve("iris", "latest"))
+    assert model.ref == "iris@v1" and model.signature.labels[0] == "setosa"
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    onnx_out = load_runtime(model, "onnx").run(x)
+    torch_out = load_runtime(model, "torch", device="cpu").run(x)
+    np.testing.assert_allclose(onnx_out, torch_out, rtol=1e-4, atol=1e-5)
+    without = RegistrySource(workspace).load("iris", 1)
+    assert without.torch_module is None  # no factory, no TorchScript: ONNX only
