@@ -42,7 +42,6 @@ def served(with_onnx: bool = True, with_torch: bool = True) -> ServedModel:
     )
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_onnx_and_torch_runtimes_agree() -> None:
     model = served()
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
@@ -52,7 +51,6 @@ def test_onnx_and_torch_runtimes_agree() -> None:
     np.testing.assert_allclose(onnx_out, torch_out, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_missing_runtime_says_which_to_use() -> None:
     with pytest.raises(ServingError, match="--runtime torch"):
         load_runtime(served(with_onnx=False), "onnx")
