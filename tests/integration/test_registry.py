@@ -194,7 +194,7 @@ def test_gates_guard_promotion_and_say_which_check_failed(
         ("edge", False), ("production", False), ("production", True),
     ]  # fmt: skip
     latency = next(c for c in results[-1].checks if c["kind"] == "latency")
-    assert set(latency["measured"]) >= {"p50_ms", "p99_ms"}
+    assert latency["passed"]  # the measured p50/p99 are figures for benchmarks, not tests
     accuracy = next(c for c in results[-1].checks if c["kind"] == "metric")
     assert (
         accuracy["measured"]["accuracy"] >= 0.9 and accuracy["measured"]["data"] == f"{data} (test)"

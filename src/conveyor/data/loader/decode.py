@@ -17,11 +17,13 @@ try:
         None: _cv2.IMREAD_UNCHANGED,
         "RGB": _cv2.IMREAD_COLOR,
     }
-    if hasattr(_cv2, "IMREAD_COLOR_RGB"):  # OpenCV 4.11+: RGB without a colour conversion
-        _CV2_MODES["RGB"] = _cv2.IMREAD_COLOR_RGB
+    _CV2_RGB: int | None = getattr(_cv2, "IMREAD_COLOR_RGB", None)  # OpenCV 4.11+
+    if _CV2_RGB is not None:  # RGB straight from the decoder: no colour conversion
+        _CV2_MODES["RGB"] = _CV2_RGB
 except ImportError:  # optional: Pillow decodes everything, only slower
     _cv2 = None  # type: ignore[assignment]
     _CV2_MODES = {}
+    _CV2_RGB = None
 
 try:
     import pyspng as _spng
@@ -73,7 +75,7 @@ def _decode_cv2(data: bytes | np.ndarray, mode: str | None) -> np.ndarray | None
     array = _cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if array is None or array.dtype != np.uint8:
         return None
-    if flag == getattr(_cv2, "IMREAD_COLOR_RGB", None):
+    if flag == _CV2_RGB:
         return array  # already RGB
     if array.ndim == 3 and array.shape[2] == 3:
         return _cv2.cvtColor(array, _cv2.COLOR_BGR2RGB)
