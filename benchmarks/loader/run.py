@@ -138,7 +138,7 @@ def main() -> None:
     ceilings: dict[str, dict[str, Any]] = {}
     try:
         for kind, (data, batch) in sets.items():
-            work = DATA / "loader/work" / kind
+            work = DATA / "loader/work" / f"{kind}-{pngs if kind == 'png' else jpegs}"
             ceilings[kind] = contender("ceilings", data, work, 0, batch)
             for name in ("folder", "conveyor", "mds", "wds", "litdata"):
                 for workers in (0, 2):
