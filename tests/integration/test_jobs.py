@@ -340,12 +340,24 @@ def test_stopping_a_worker_requeues_its_jobs(ws: Workspace, tmp_path: Path) -> N
 # -- multi-node DDP through Ray Train ------------------------------------------------------
 
 
-def test_two_worker_ddp_job_runs_through_ray_train(ws: Workspace, ray_address: str) -> None:
+def test_two_worker_ddp_job_runs_through_ray_train(ws: Workspace, ray_executor: Executor) -> None:
     job = ws.jobs.submit(_fn("ddp_sum"), workers=2, cpus=1)
-    with running(ws, ray_address):
+    with running(ws, ray_executor):
         done = ws.jobs.wait(job.id, 240)
     out = _logs(ws, job.id)
     assert done.state == "succeeded", f"{done.reason}\n{out}"
     assert "[rank 0] rank 0 of 2 sum 3" in out
     assert "[rank 1] rank 1 of 2 sum 3" in out
     assert done.history[0].devices == 2
+    _assert_cluster_cpus_released()
+
+
+def _assert_cluster_cpus_released() -> None:
+    """A finished DDP job gives its workers' CPUs back to the cluster (its placement
+    group is removed), or the next job or Serve replica could never be placed."""
+    import ray
+
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, f"CPUs still held: {ray.available_resources()}"
+        time.sleep(0.5)

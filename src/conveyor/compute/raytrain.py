@@ -25,6 +25,7 @@ from typing import Any
 from conveyor.compute.entry import Launch
 from conveyor.compute.process import JobProcess, Outcome
 
+_TEARDOWN_S = 60.0  # how long a finished attempt waits for Ray Train to release its workers
 _SEVERITY = ("succeeded", "preempted", "stopped", "failed", "lost", "timed_out", "killed")
 
 
@@ -42,6 +43,7 @@ class WorkerGroupRun:
         self._wanted: tuple[str, str, float] | None = None
         self._error: str | None = None
         self._finished = threading.Event()
+        self._all_done_at: float | None = None
         self._thread = threading.Thread(target=self._fit, name="conveyor-ray-train", daemon=True)
 
     def start(self) -> None:
@@ -83,13 +85,21 @@ class WorkerGroupRun:
         with self._lock:
             output, self._output = bytes(self._output), bytearray()
             all_done = len(self._outcomes) == self.launch.spec.workers
-            if not (all_done or self._finished.is_set()):
-                return output, None  # (once every rank is done, Ray Train's teardown
-                # need not be waited for: killing this actor takes its workers down)
+            if all_done and self._all_done_at is None:
+                self._all_done_at = time.monotonic()
+            if not self._finished.is_set() and not self._teardown_overdue():
+                # Wait for Ray Train's own teardown: it removes the workers' placement
+                # group, which killing this actor does not (the group belongs to the
+                # scheduler's Ray job and would hold its CPUs until that job ends).
+                return output, None
             for rank, rest in sorted(self._partial.items()):
                 output += _prefixed(rank, rest + b"\n")
             self._partial.clear()
             return output, self._outcome()
+
+    def _teardown_overdue(self) -> bool:
+        started = self._all_done_at
+        return started is not None and time.monotonic() - started > _TEARDOWN_S
 
     def _outcome(self) -> Outcome:
         workers = self.launch.spec.workers
