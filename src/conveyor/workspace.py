@@ -28,6 +28,7 @@ from conveyor.storage.objects import ObjectStore, StoredObject
 from conveyor.storage.tables import ObjectRecord, WorkspaceInfo, index_objects
 
 if TYPE_CHECKING:
+    from conveyor.compute.cost import PriceTable
     from conveyor.compute.jobs import Jobs
     from conveyor.data.catalog import Datasets
     from conveyor.registry.models import Models
@@ -155,7 +156,15 @@ class Workspace:
         """Jobs and their scheduler: `ws.jobs.submit(JobSpec(command="python train.py"))`."""
         from conveyor.compute.jobs import Jobs
 
-        return Jobs(self.meta, self.objects, self.root)
+        return Jobs(self.meta, self.objects, self.root, prices=self.prices)
+
+    @functools.cached_property
+    def prices(self) -> PriceTable:
+        """The price table runs and jobs are costed with: the built-in estimates overridden
+        by `[prices]` in conveyor.toml (and CONVEYOR_PRICES__* variables)."""
+        from conveyor.compute.cost import PriceTable
+
+        return PriceTable.from_settings(self.settings)
 
     # -- objects with their index rows ------------------------------------------------------
 

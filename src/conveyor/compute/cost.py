@@ -4,7 +4,26 @@ The price table holds on-demand and spot prices per device-hour. The defaults ar
 *estimates*: rounded public list prices of the big clouds (AWS us-east-1 for CPU, T4
 (g4dn), L4 (g6), A10G (g5), A100 (p4d/p4de, per GPU) and H100 (p5, per GPU), checked in
 2025, spot as a typical observed discount). Real bills differ by region, commitment
-and month: override them with `PriceTable.from_toml(path)` or `.with_overrides({...})`.
+and month: set your own in the workspace's conveyor.toml,
+
+    [prices]
+    market = "spot"        # the column runs and jobs are charged at; default on_demand
+    [prices.on_demand]
+    cpu = 0.05             # USD per core-hour
+    a100-80gb = 3.90       # USD per GPU-hour
+    [prices.spot]
+    h100 = 2.10
+    [prices.watts]
+    t4 = 70                # watts per device (CPU: per busy core) when NVML has none
+
+or per variable (`CONVEYOR_PRICES__ON_DEMAND__CPU=0.05`). Named devices replace the
+defaults, a new name adds a device, the rest keep the defaults. `ws.prices`
+(`PriceTable.from_settings(ws.settings)`) is the table the trainer (given
+`workspace=ws`; without one, the defaults), the recipes and `ws.jobs` cost with. A run's
+cost is stored when it is logged, so a price change applies to runs logged after it; a
+job's is worked out when it is read. Outside a workspace,
+`PriceTable.from_toml(path)` and `.with_overrides({...})` make a table to pass as
+`TrainConfig(prices=...)` or `UsageMeter(prices=...)`.
 
 `UsageMeter` measures while training runs:
 
@@ -16,16 +35,20 @@ and month: override them with `PriceTable.from_toml(path)` or `.with_overrides({
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from conveyor.compute.power import PowerSampler
 from conveyor.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from conveyor.core.config import Settings
 
 Market = Literal["on_demand", "spot"]
 
@@ -75,41 +98,59 @@ def device_kind(name: str) -> str:
 
 @dataclass(frozen=True)
 class PriceTable:
-    """Prices (USD per device-hour) and watts per device, by device kind."""
+    """Prices (USD per device-hour) and watts per device, by device kind, and the market
+    (price column) a cost is counted in when the caller does not name one."""
 
     on_demand: Mapping[str, float] = field(default_factory=lambda: dict(ON_DEMAND))
     spot: Mapping[str, float] = field(default_factory=lambda: dict(SPOT))
     watts: Mapping[str, float] = field(default_factory=lambda: dict(WATTS))
+    market: Market = "on_demand"
 
-    def price(self, kind: str, market: Market = "on_demand") -> float | None:
+    def price(self, kind: str, market: Market | None = None) -> float | None:
         """USD per device-hour, or None when the table does not know the device."""
-        table = self.spot if market == "spot" else self.on_demand
+        table = self.spot if (market or self.market) == "spot" else self.on_demand
         return table.get(kind)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> PriceTable:
-        """A copy with some entries replaced: {"on_demand": {"t4": 0.35}, "watts": {...}}."""
-        unknown = set(overrides) - {"on_demand", "spot", "watts"}
+        """A copy with some entries replaced: {"on_demand": {"t4": 0.35}, "watts": {...}},
+        and optionally "market": "spot"."""
+        unknown = set(overrides) - {"market", "on_demand", "spot", "watts"}
         if unknown:
             raise ConfigError(
                 f"unknown price table section {', '.join(sorted(unknown))}",
-                "use the sections on_demand, spot and watts",
+                "use the sections on_demand, spot and watts (and the key market)",
             )
+        market = overrides.get("market", self.market)
+        if market not in ("on_demand", "spot"):
+            raise ConfigError(f"unknown price market {market!r}", "use on_demand or spot")
         merged: dict[str, dict[str, float]] = {}
         for section in ("on_demand", "spot", "watts"):
             values = dict(getattr(self, section))
             for kind, value in (overrides.get(section) or {}).items():
-                if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                if (
+                    not isinstance(value, int | float)
+                    or isinstance(value, bool)
+                    or not math.isfinite(value)
+                    or value < 0
+                ):
                     raise ConfigError(
                         f"price table {section}.{kind} = {value!r} is not a number >= 0",
                         "give USD per device-hour (watts for the watts section)",
                     )
                 values[str(kind).lower()] = float(value)
             merged[section] = values
-        return replace(self, **merged)
+        return replace(self, **merged, market=market)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PriceTable:
+        """The defaults overridden by the settings' [prices] section (conveyor.toml and
+        CONVEYOR_PRICES__* variables): what a workspace's runs and jobs are costed with."""
+        return cls().with_overrides(settings.prices.model_dump())
 
     @classmethod
     def from_toml(cls, path: str | Path) -> PriceTable:
-        """Defaults overridden by a TOML file with [on_demand], [spot] and [watts] tables."""
+        """Defaults overridden by a TOML file with [on_demand], [spot] and [watts] tables
+        (or the same under [prices], as in conveyor.toml)."""
         try:
             data = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
@@ -138,8 +179,9 @@ class UsageMeter:
     """Measures device-seconds, energy and cost between `start()` and `stop()`.
 
     `devices` is how many identical devices (GPUs) or processes (CPU) the meter stands
-    for: rank 0 of a DDP job meters itself and counts every rank the same. Use as a
-    context manager or call start/stop; `usage()` may be read at any time.
+    for: rank 0 of a DDP job meters itself and counts every rank the same. `market`
+    defaults to the price table's. Use as a context manager or call start/stop; `usage()`
+    may be read at any time.
     """
 
     def __init__(
@@ -147,13 +189,13 @@ class UsageMeter:
         device: str = "cpu",
         devices: int = 1,
         prices: PriceTable | None = None,
-        market: Market = "on_demand",
+        market: Market | None = None,
         gpu_indices: list[int] | None = None,
     ) -> None:
         self.kind = device_kind(device)
         self.devices = devices
         self.prices = prices or PriceTable()
-        self.market = market
+        self.market: Market = market or self.prices.market
         self.gpu_indices = gpu_indices if gpu_indices is not None else list(range(devices))
         self._wall0 = self._cpu0 = 0.0
         self._wall = self._cpu = 0.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,6 +85,8 @@ class Job:
     started_at: datetime | None
     ended_at: datetime | None
     history: tuple[JobAttempt, ...] = ()
+    # what cost_usd() prices with: the workspace's table (ws.prices) for jobs from ws.jobs
+    prices: PriceTable = field(default_factory=PriceTable, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -99,8 +101,9 @@ class Job:
         return sum(a.device_seconds for a in self.history)
 
     def cost_usd(self, prices: PriceTable | None = None) -> float | None:
-        """Estimated on-demand cost of what the attempts reserved; None if a device is unpriced."""
-        prices = prices or PriceTable()
+        """Estimated cost of what the attempts reserved, at the price table's market
+        (on-demand unless [prices] market says otherwise); None if a device is unpriced."""
+        prices = prices or self.prices
         total = 0.0
         for attempt in self.history:
             price = prices.price(attempt.device)
@@ -112,6 +115,7 @@ class Job:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (what `conveyor jobs show --json` prints)."""
         data = asdict(self)
+        del data["prices"]
         data["kind"] = self.kind
         data["device_seconds"] = self.device_seconds
         data["cost_usd"] = self.cost_usd()
@@ -130,7 +134,9 @@ class Job:
         return data
 
     @classmethod
-    def of(cls, r: JobRecord, attempts: list[JobAttemptRecord]) -> Job:
+    def of(
+        cls, r: JobRecord, attempts: list[JobAttemptRecord], prices: PriceTable | None = None
+    ) -> Job:
         return cls(
             id=r.id,
             name=r.name,
@@ -148,6 +154,7 @@ class Job:
             started_at=aware(r.started_at),
             ended_at=aware(r.ended_at),
             history=tuple(JobAttempt.of(a) for a in sorted(attempts, key=lambda a: a.number)),
+            prices=prices or PriceTable(),
         )
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
+from conveyor.compute.cost import PriceTable
 from conveyor.compute.executor import Executor, open_executor
 from conveyor.compute.job import FINAL_STATES, STATES, Job
 from conveyor.compute.joblogs import read_chunks
@@ -42,12 +43,19 @@ _HEX_PREFIX = re.compile(r"^[0-9a-f]{4,32}$")
 
 
 class Jobs:
-    """The jobs of one workspace."""
+    """The jobs of one workspace; `prices` is the table their cost is estimated with."""
 
-    def __init__(self, meta: MetadataStore, objects: ObjectStore, root: Path | None) -> None:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        objects: ObjectStore,
+        root: Path | None,
+        prices: PriceTable | None = None,
+    ) -> None:
         self.meta = meta
         self.objects = objects
         self.root = root
+        self.prices = prices or PriceTable()
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -104,7 +112,7 @@ class Jobs:
         """A job with its attempts, by id or a unique prefix of at least 4 characters."""
         with self.meta.read() as s:
             job_id = _resolve(s, job_id)
-            return _load(s, [job_id])[0]
+            return _load(s, [job_id], self.prices)[0]
 
     def list(
         self, state: str | Iterable[str] | None = None, limit: int | None = None
@@ -122,7 +130,7 @@ class Jobs:
         if limit is not None:
             query = query.limit(limit)
         with self.meta.read() as s:
-            return _load(s, builtins.list(s.scalars(query)))
+            return _load(s, builtins.list(s.scalars(query)), self.prices)
 
     def logs(self, job_id: str, follow: bool = False, poll_s: float = 0.5) -> Iterator[str]:
         """The job's output so far; with `follow`, keep yielding until the job ends."""
@@ -186,14 +194,14 @@ class Jobs:
         scheduler.run(stop, until_idle=until_idle)
 
 
-def _load(session: Session, ids: builtins.list[str]) -> builtins.list[Job]:
+def _load(session: Session, ids: builtins.list[str], prices: PriceTable) -> builtins.list[Job]:
     if not ids:
         return []
     records = {r.id: r for r in session.scalars(select(JobRecord).where(JobRecord.id.in_(ids)))}
     attempts: dict[str, builtins.list[JobAttemptRecord]] = {}
     for a in session.scalars(select(JobAttemptRecord).where(JobAttemptRecord.job_id.in_(ids))):
         attempts.setdefault(a.job_id, []).append(a)
-    return [Job.of(records[i], attempts.get(i, [])) for i in ids if i in records]
+    return [Job.of(records[i], attempts.get(i, []), prices) for i in ids if i in records]
 
 
 def _resolve(session: Session, job_id: str) -> str:

@@ -1,7 +1,8 @@
 """One settings object: defaults < conveyor.toml < CONVEYOR_* environment < explicit arguments.
 
 Environment names follow the TOML tables with `__` between levels, e.g.
-`CONVEYOR_METADATA__URL` overrides `[metadata] url`.
+`CONVEYOR_METADATA__URL` overrides `[metadata] url` and `CONVEYOR_PRICES__ON_DEMAND__CPU`
+overrides `[prices.on_demand] cpu`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -46,6 +48,34 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic would read true as 1.0
+        raise PydanticCustomError("bool_type", "Input should be a number, not true or false")
+    return value
+
+
+# USD per device-hour, or watts: a finite number >= 0 (a string such as "0.5" from the
+# environment is read as a number)
+Rate = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, allow_inf_nan=False)]
+
+
+class PriceSettings(BaseModel):
+    """Prices that override the built-in table of conveyor.compute.cost, by device kind.
+
+    Each table maps a device kind (cpu, t4, l4, a10g, a100-40gb, a100-80gb, h100, or a
+    new name) to USD per device-hour (CPU: per core-hour) or, for `watts`, watts per device
+    (CPU: per busy core). A device not named keeps its built-in value. `market` is the
+    column a training run and a job's estimate are charged at unless the code asks for
+    another (TrainConfig(market=...)).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    market: Literal["on_demand", "spot"] = "on_demand"
+    on_demand: dict[str, Rate] = Field(default_factory=dict)
+    spot: dict[str, Rate] = Field(default_factory=dict)
+    watts: dict[str, Rate] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """Everything a workspace is configured with."""
 
@@ -58,6 +88,7 @@ class Settings(BaseSettings):
     metadata: MetadataSettings = Field(default_factory=MetadataSettings)
     objects: ObjectsSettings = Field(default_factory=ObjectsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    prices: PriceSettings = Field(default_factory=PriceSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -118,10 +149,21 @@ def _unknown_key(key: str, known: list[str], path: Path, leaf: str | None = None
     return ConfigError(f"{path}: unknown setting '{key}'", hint)
 
 
+_EXAMPLE = {"on_demand": "0.5", "spot": "0.2", "watts": "70"}  # for the hint of a bad price
+
+
 def _config_error(e: ValidationError, path: Path | None) -> ConfigError:
     first = e.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     origin = f"{path} or CONVEYOR_* environment" if path else "CONVEYOR_* environment"
     if first["type"] == "extra_forbidden":
         return ConfigError(f"unknown setting '{where}' in {origin}", "remove it or fix its name")
+    loc = first["loc"]
+    if loc[:1] == ("prices",) and len(loc) >= 3:  # [prices.on_demand] t4 = -1
+        unit = "watts" if loc[1] == "watts" else "USD per device-hour (CPU: per core-hour)"
+        example = f"{loc[-1]} = {_EXAMPLE.get(str(loc[1]), '0.5')}"
+        return ConfigError(
+            f"invalid setting '{where}' = {first['input']!r} in {origin}: {first['msg']}",
+            f"write a finite number >= 0, in {unit}, e.g. {example}",
+        )
     return ConfigError(f"invalid setting '{where}' in {origin}: {first['msg']}", "fix the value")

@@ -47,7 +47,10 @@ class TrainConfig:
     log_every: int = 10  # steps between train-loss metrics
     device: str | None = None  # default: CUDA, then MPS, then CPU
     precision: PrecisionName = "auto"  # auto: bf16/fp16 autocast on CUDA, fp32 elsewhere
-    market: Market = "on_demand"  # which price the cost estimate uses
+    # which price column the cost estimate uses; None: the price table's market
+    market: Market | None = None
+    # None: the workspace's table (ws.prices, from [prices] in conveyor.toml) when the
+    # trainer is given workspace=ws, else the built-in defaults
     prices: PriceTable | None = None
     resume: bool = True  # continue from the run's latest checkpoint when it has one
 
@@ -66,7 +69,7 @@ class TrainConfig:
                 raise TrainingError(f"{name} must be > 0, not {value!r}", "fix it")
         if self.early_stopping is not None and self.early_stopping.patience < 1:
             raise TrainingError("early stopping patience must be >= 1", "fix it")
-        if self.market not in ("on_demand", "spot"):
+        if self.market not in (None, "on_demand", "spot"):
             raise TrainingError(f"unknown market {self.market!r}", "use on_demand or spot")
 
     def params(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from conveyor.compute.cost import UsageMeter
+from conveyor.compute.cost import PriceTable, UsageMeter
 from conveyor.core.errors import ConveyorError, TrainingError
 from conveyor.training import distributed, hooks
 from conveyor.training.checkpoint import CheckpointStore, HasStores, check_run_id
@@ -70,7 +70,7 @@ class Trainer:
         config: TrainConfig | None = None,
         end_run: bool = True,
     ) -> None:
-        self.config = config or TrainConfig()
+        self.config = _priced(config or TrainConfig(), workspace)
         self.model, self.train_loader, self.eval_loader = model, train, eval
         self.optimizer, self.scheduler = optimizer, scheduler
         self.loss_fn = loss_fn or hooks.default_loss_fn
@@ -463,6 +463,16 @@ def _on_plateau(scheduler: Any) -> bool:
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
+def _priced(config: TrainConfig, workspace: object) -> TrainConfig:
+    """The config with its price table and market decided: its own, else the workspace's
+    (`ws.prices`, from [prices] in conveyor.toml), else the built-in defaults."""
+    prices = config.prices
+    if prices is None:
+        table = getattr(workspace, "prices", None)
+        prices = table if isinstance(table, PriceTable) else PriceTable()
+    return replace(config, prices=prices, market=config.market or prices.market)
+
+
 def fit(
     model: torch.nn.Module,
     train: Iterable[Any],
@@ -476,7 +486,8 @@ def fit(
     Arguments beyond the model, the train loader and the optimizer: `loss_fn`,
     `scheduler` (stepped after every optimizer step; ReduceLROnPlateau after every eval),
     `eval` (a loader), the hooks `batch_fn`, `step_fn`, `eval_fn` (hooks.py), `run` (a
-    tracked run or None), `workspace` (where checkpoints go), `run_id`, `metadata`,
+    tracked run or None), `workspace` (where checkpoints go, and whose price table costs
+    the run unless `prices=` is given), `run_id`, `metadata`,
     `end_run`; and any TrainConfig field (`max_steps=100, checkpoint_every=50`...).
     """
     trainer_args = {
