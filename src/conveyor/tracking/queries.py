@@ -7,6 +7,8 @@ history is a single range scan of the points table, downsampled in numpy.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from conveyor.tracking.rollups import Arrays, chart_candidates, downsample_candi
 from conveyor.tracking.spend import usage_rows
 
 _IN_CHUNK = 500
+_VALUE = operator.itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -317,17 +320,20 @@ def read_history(
     driver: Any = conn.connection.dbapi_connection
     cursor = driver.cursor()
     try:
+        if max_points is None:  # every point: the count is the length of the read
+            steps, values, times = _all_points(cursor, metric.id, p)
+            return MetricHistory(metric.key, steps, values, times, len(steps))
         cursor.execute(
             f"SELECT count(*) FROM run_metric_points WHERE metric_id = {p}", (metric.id,)
         )
         total = int(cursor.fetchone()[0])
         last_step = metric.last_step or 0
         width = None
-        if max_points is not None and total > max_points and metric.first_step is not None:
+        if total > max_points and metric.first_step is not None:
             width = pick_width(metric.first_step, last_step, max_points)
-        if width is None or max_points is None:
+        if width is None:
             steps, values, times = _all_points(cursor, metric.id, p)
-            if max_points is not None and total > max_points:
+            if total > max_points:
                 keep = minmax_indices(values, max_points)
                 steps, values, times = steps[keep], values[keep], times[keep]
         else:
@@ -353,9 +359,22 @@ def _all_points(cursor: Any, metric_id: int, p: str) -> Arrays:
         f"WHERE metric_id = {p} ORDER BY step, seq",
         (metric_id,),
     )
-    table = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 3)  # NULL (NaN) -> nan
+    rows = cursor.fetchall()
+    # One pass over the flattened rows (no nested lists for numpy to inspect): NULL, the
+    # NaN SQLite cannot store, becomes nan.
+    flat = itertools.chain.from_iterable(rows)
+    table = np.fromiter(
+        (np.nan if x is None else x for x in flat) if _has_null(rows) else flat,
+        np.float64,
+        3 * len(rows),
+    ).reshape(-1, 3)
     return (
         table[:, 0].astype(np.int64),
         np.ascontiguousarray(table[:, 1]),
         np.ascontiguousarray(table[:, 2]),
     )
+
+
+def _has_null(rows: list[Any]) -> bool:
+    """Whether any value is NULL (only the value column can be)."""
+    return any(v is None for v in map(_VALUE, rows))

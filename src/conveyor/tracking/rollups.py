@@ -64,15 +64,61 @@ def bucket_extremes(
 
 
 def rollup_rows(
-    metric_id: int,
+    metric_ids: npt.NDArray[np.int64],
     steps: npt.NDArray[np.int64],
     values: npt.NDArray[np.float64],
     times: npt.NDArray[np.float64],
 ) -> list[dict[str, Any]]:
-    """The rollup rows one metric's points of a batch fold into, at every width."""
+    """The rollup rows a batch's points (of any number of metrics) fold into, at every
+    width: per (metric, bucket) the same extremes as `bucket_extremes`.
+
+    The points are sorted once, for the narrowest width; each wider bucket is a whole
+    number of narrower ones, so its extremes are found among theirs.
+    """
+    keep = ~np.isnan(values)
+    if not keep.all():
+        metric_ids, steps, values, times = metric_ids[keep], steps[keep], values[keep], times[keep]
+    if len(steps) == 0:
+        return []
+    ids, buckets = metric_ids, steps // WIDTHS[0]
+    low, high, ids, buckets = _extremes(ids, buckets, steps, values, steps, values)
+    lv, ls, lt = values[low], steps[low], times[low]
+    hv, hs, ht = values[high], steps[high], times[high]
+    rows = _rows(WIDTHS[0], ids, buckets, lv, ls, lt, hv, hs, ht)
+    for width in WIDTHS[1:]:
+        coarse = buckets // (width // WIDTHS[0])
+        lo, hi, wide_ids, wide = _extremes(ids, coarse, ls, lv, hs, hv)
+        rows.extend(_rows(width, wide_ids, wide, lv[lo], ls[lo], lt[lo], hv[hi], hs[hi], ht[hi]))
+    return rows
+
+
+def _extremes(
+    ids: npt.NDArray[np.int64],
+    buckets: npt.NDArray[np.int64],
+    low_steps: npt.NDArray[np.int64],
+    low_values: npt.NDArray[np.float64],
+    high_steps: npt.NDArray[np.int64],
+    high_values: npt.NDArray[np.float64],
+) -> tuple[
+    npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.int64]
+]:
+    """Per (id, bucket), in that order: the index of the lowest value (earliest step on
+    ties, then the first given) and of the highest; and the groups' ids and buckets."""
+    low = np.lexsort((low_steps, low_values, buckets, ids))
+    high = np.lexsort((high_steps, -high_values, buckets, ids))
+    grouped_ids, grouped = ids[low], buckets[low]
+    first = np.empty(len(low), dtype=bool)
+    first[0] = True
+    np.not_equal(grouped[1:], grouped[:-1], out=first[1:])
+    first[1:] |= grouped_ids[1:] != grouped_ids[:-1]
+    at = np.flatnonzero(first)
+    return low[at], high[at], grouped_ids[at], grouped[at]
+
+
+def _rows(width: int, ids: Any, buckets: Any, *extremes: Any) -> list[dict[str, Any]]:
     return [
         {
-            "metric_id": metric_id,
+            "metric_id": m,
             "width": width,
             "bucket": b,
             "min_value": mn,
@@ -82,8 +128,9 @@ def rollup_rows(
             "max_step": mxs,
             "max_time": mxt,
         }
-        for width in WIDTHS
-        for b, mn, mns, mnt, mx, mxs, mxt in bucket_extremes(steps, values, times, width)
+        for m, b, mn, mns, mnt, mx, mxs, mxt in zip(
+            ids.tolist(), buckets.tolist(), *(e.tolist() for e in extremes), strict=True
+        )
     ]
 
 

@@ -73,34 +73,33 @@ class Run:
         last = self._next_step.get(key)
         if last is None:
             _check_key(key)
-        if step is None:
-            step = last or 0
-        self._next_step[key] = step + 1
-        self._writer.add(
-            (
-                "m",
-                key,
-                int(step),
-                self._seq_base + next(self._counter),
-                _number(key, value),
-                time.time(),
-            )
-        )
+        at = (last or 0) if step is None else int(step)
+        self._next_step[key] = at + 1
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _not_a_number(key, value) from None
+        self._writer.add(("m", key, at, self._seq_base + next(self._counter), number, time.time()))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Record several values at the same step (and the same wall time)."""
         if self._ended:
             raise self._ended_error()
         now = time.time()
+        given = None if step is None else int(step)
+        next_step, counter, base = self._next_step, self._counter, self._seq_base
         events = []
         for key, value in metrics.items():
-            last = self._next_step.get(key)
+            last = next_step.get(key)
             if last is None:
                 _check_key(key)
-            at = (last or 0) if step is None else step
-            self._next_step[key] = at + 1
-            seq = self._seq_base + next(self._counter)
-            events.append(("m", key, int(at), seq, _number(key, value), now))
+            at = (last or 0) if given is None else given
+            next_step[key] = at + 1
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise _not_a_number(key, value) from None
+            events.append(("m", key, at, base + next(counter), number, now))
         self._writer.add_many(events)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -268,10 +267,7 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _number(key: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidRunInputError(
-            f"metric {key!r} got {value!r}, which is not a number", "log ints or floats"
-        ) from None
+def _not_a_number(key: str, value: Any) -> InvalidRunInputError:
+    return InvalidRunInputError(
+        f"metric {key!r} got {value!r}, which is not a number", "log ints or floats"
+    )
