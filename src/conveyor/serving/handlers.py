@@ -128,15 +128,24 @@ class Handlers:
         rid = self.request_id(headers)
         dep: Deployment | None = None
         try:
-            await self.authorize(headers, "predict")
+            if self.keys is not None:
+                await self.authorize(headers, "predict")
             route = self.router.route(name)
-            rows, images = await self._predict_payload(scope, receive, headers)
-            sticky = _sticky(headers, route)
+            images: list[bytes] | None = None
+            if headers.get(b"content-type", _JSON) == _JSON:  # the common case, inline
+                data = await self.body(headers, receive)
+                parsed = payloads.rows_of(payloads.parse_json(data))
+                rows: list[Any] | None = (
+                    _Flagged(parsed) if b"true" in data or b"false" in data else parsed
+                )
+            else:
+                rows, images = await self._predict_payload(scope, receive, headers)
+            sticky = _sticky(headers, route) if route.sticky_header else None
             for _ in range(_SWAP_RETRIES):
                 dep, role = route.pick(sticky)
                 x = self._predict_input(dep, rows, images)
                 try:
-                    out, preds = await self.infer(dep, x)
+                    out, preds = await dep.batcher.submit(x)
                     break
                 except Retired:
                     continue
@@ -147,7 +156,7 @@ class Handlers:
             body = orjson.dumps(
                 {
                     "model": dep.model.name,
-                    "version": dep.version,
+                    "version": dep.model.version,
                     "request_id": rid,
                     "predictions": preds,
                 }
@@ -155,12 +164,15 @@ class Handlers:
             seconds = time.perf_counter() - start
             dep.metrics.answered(200, len(out), seconds)
             await respond(send, 200, body, rid)
-            raw = (
-                None
-                if images is None and dep.model.preprocessing.kind == "none"
-                else (rows if rows is not None else images)
-            )
-            self._after(route, dep, role, rid, at, seconds, raw, x, preds, rows, images)
+            plog = self.predictions
+            logged = plog is not None and plog.wants()  # the sampling draw, once
+            if logged or route.shadow is not None:
+                raw = (
+                    None
+                    if images is None and dep.model.preprocessing.kind == "none"
+                    else (rows if rows is not None else images)
+                )
+                self._after(route, dep, role, rid, at, seconds, raw, x, preds, rows, images, logged)
         except ServingError as e:
             await self._error(send, e, dep, rid, start)
 
@@ -266,8 +278,9 @@ class Handlers:
         preds: list[Any],
         rows: list[Any] | None,
         images: list[bytes] | None,
+        logged: bool,
     ) -> None:
-        if self.predictions is not None and self.predictions.wants():
+        if logged:
             self._log(dep, role, rid, at, seconds, raw, x, preds)
         shadow = route.shadow
         if shadow is not None and shadow is not dep:
