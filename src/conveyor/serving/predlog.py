@@ -182,13 +182,14 @@ def to_table(predictions: list[Prediction]) -> Any:
     total = int(counts.sum())
     at_us = np.repeat(np.fromiter((p.at * 1e6 for p in predictions), np.float64), counts)
     outputs = [o for p in predictions for o in p.outputs]
+    owners = _owners(counts)
     columns = {
         "at": pa.array(at_us.astype(np.int64), pa.timestamp("us", tz="UTC")),
-        "request_id": pa.array([p.request_id for p in predictions]).take(_owners(counts)),
+        "request_id": pa.array([p.request_id for p in predictions]).take(owners),
         "row": pa.array(_row_numbers(counts)),
-        "model": pa.array([p.model for p in predictions]).take(_owners(counts)),
+        "model": pa.array([p.model for p in predictions]).take(owners),
         "version": pa.array(np.repeat([p.version for p in predictions], counts).astype(np.int32)),
-        "role": pa.array([p.role for p in predictions]).take(_owners(counts)),
+        "role": pa.array([p.role for p in predictions]).take(owners),
         "latency_ms": pa.array(
             np.repeat([p.latency_s * 1000.0 for p in predictions], counts).astype(np.float32)
         ),
@@ -196,7 +197,7 @@ def to_table(predictions: list[Prediction]) -> Any:
         "features": _features_array([p.features for p in predictions], counts),
         "label": pa.array([o.get("label") for o in outputs], pa.string()),
         "score": pa.array([o.get("score") for o in outputs], pa.float32()),
-        "value": pa.array([_value(o) for o in outputs], pa.list_(pa.float32())),
+        "value": _values(outputs),
     }
     return pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA)
 
@@ -225,6 +226,16 @@ def _inputs(predictions: list[Prediction], total: int) -> list[str | None]:
         else:
             out.extend(_input_json(value) for value in p.inputs[: len(p.outputs)])
     return out
+
+
+def _values(outputs: list[Any]) -> Any:
+    """The `value` column; all nulls, without a call per row, for a classifier's rows."""
+    import pyarrow as pa
+
+    kind = pa.list_(pa.float32())
+    if not any("value" in o for o in outputs if isinstance(o, dict)):
+        return pa.nulls(len(outputs), kind)
+    return pa.array([_value(o) for o in outputs], kind)
 
 
 def _value(output: Any) -> list[float] | None:
