@@ -12,4 +12,6 @@ trap 'scripts/services.sh stop' EXIT
 scripts/services.sh start
 # shellcheck disable=SC1091
 source .services/env
-"$venv/bin/pytest" tests "$@"
+# Two test processes (TEST_WORKERS=1 for one): most tests wait on servers, subprocesses
+# and Ray rather than compute, so two overlap well even on two cores.
+"$venv/bin/pytest" tests -n "${TEST_WORKERS:-2}" "$@"
