@@ -85,39 +85,24 @@ def triton_env(model: str) -> dict[str, str]:
     }
 
 
+def conveyor_serve(model: str, port: int, *options: str) -> list[str]:
+    """`conveyor serve MODEL@v1` on the benchmark's workspace."""
+    workspace = str(DATA / "ws")
+    return [PY, "-m", "conveyor", "--workspace", workspace, "serve", f"{model}@v1",
+            "--port", str(port), *options]  # fmt: skip
+
+
 CONTENDERS = [
     Contender(
         "conveyor",
-        lambda m, port: [
-            PY,
-            "-m",
-            "conveyor",
-            "--workspace",
-            str(DATA / "ws"),
-            "serve",
-            f"{m}@v1",
-            "--port",
-            str(port),
-        ],
+        lambda m, port: conveyor_serve(m, port),
         batches_from_metrics=True,
         note="defaults: max batch 64 rows, max wait 2 ms (adaptive), sheds past 1 s of "
         "queued work, ONNX Runtime, prediction log on (every request)",
     ),
     Contender(
         "conveyor-nolog",
-        lambda m, port: [
-            PY,
-            "-m",
-            "conveyor",
-            "--workspace",
-            str(DATA / "ws"),
-            "serve",
-            f"{m}@v1",
-            "--port",
-            str(port),
-            "--log-sample",
-            "0",
-        ],
+        lambda m, port: conveyor_serve(m, port, "--log-sample", "0"),
         batches_from_metrics=True,
         note="as conveyor, with the prediction log off (--log-sample 0): what logging costs",
     ),

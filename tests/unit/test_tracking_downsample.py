@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conveyor.tracking.downsample import minmax_indices
-from conveyor.tracking.rollups import bucket_extremes, downsample_candidates
+from conveyor.tracking.rollups import downsample_candidates, rollup_rows
 from conveyor.tracking.system import SystemSampler
 
 
@@ -53,9 +53,12 @@ def test_rollup_extremes_match_the_points() -> None:
     values = rng.normal(size=len(steps))
     values[333] = np.nan
     times = steps.astype(np.float64)
-    rows = bucket_extremes(steps, values, times, 1024)
+    ids = np.zeros(len(steps), dtype=np.int64)
+    rows = [r for r in rollup_rows(ids, steps, values, times) if r["width"] == 1024]
     assert len(rows) == math.ceil(50_000 / 1024)
-    for bucket, low, low_step, _, high, high_step, _ in rows:
+    for row in rows:
+        bucket, low, low_step = row["bucket"], row["min_value"], row["min_step"]
+        high, high_step = row["max_value"], row["max_step"]
         part = values[bucket * 1024 : (bucket + 1) * 1024]
         assert low == np.nanmin(part) and values[low_step] == low
         assert high == np.nanmax(part) and values[high_step] == high

@@ -133,11 +133,7 @@ class Handlers:
             route = self.router.route(name)
             images: list[bytes] | None = None
             if headers.get(b"content-type", _JSON) == _JSON:  # the common case, inline
-                data = await self.body(headers, receive)
-                parsed = payloads.rows_of(payloads.parse_json(data))
-                rows: list[Any] | None = (
-                    _Flagged(parsed) if b"true" in data or b"false" in data else parsed
-                )
+                rows: list[Any] | None = _json_rows(await self.body(headers, receive))
             else:
                 rows, images = await self._predict_payload(scope, receive, headers)
             sticky = _sticky(headers, route) if route.sticky_header else None
@@ -187,10 +183,7 @@ class Handlers:
             if not data:
                 raise InvalidInputError("the image body is empty", "send the file", "body")
             return None, [data]
-        rows = payloads.rows_of(payloads.parse_json(data))
-        if b"true" in data or b"false" in data:
-            rows = _Flagged(rows)
-        return rows, None
+        return _json_rows(data), None
 
     async def _uploads(self, scope: Scope, receive: Receive, headers: Headers) -> list[bytes]:
         length = headers.get(b"content-length")
@@ -372,6 +365,13 @@ async def respond(
         headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _json_rows(data: bytes) -> list[Any]:
+    """The rows of a JSON body, flagged to be checked value by value when it holds true
+    or false (numbers only are the common case)."""
+    rows = payloads.rows_of(payloads.parse_json(data))
+    return _Flagged(rows) if b"true" in data or b"false" in data else rows
 
 
 class _Flagged(list[Any]):

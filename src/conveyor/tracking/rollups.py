@@ -30,39 +30,6 @@ _TABLE = cast(Table, MetricRollupRecord.__table__)
 Arrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
 
-def bucket_extremes(
-    steps: npt.NDArray[np.int64],
-    values: npt.NDArray[np.float64],
-    times: npt.NDArray[np.float64],
-    width: int,
-) -> list[tuple[int, float, int, float, float, int, float]]:
-    """(bucket, min value, its step, its time, max value, its step, its time) per bucket.
-
-    NaN values are left out; ties go to the earliest step.
-    """
-    keep = ~np.isnan(values)
-    steps, values, times = steps[keep], values[keep], times[keep]
-    if len(steps) == 0:
-        return []
-    buckets = steps // width
-    low = np.lexsort((steps, values, buckets))  # by bucket, then value, then step
-    high = np.lexsort((steps, -values, buckets))
-    firsts = np.flatnonzero(np.r_[True, np.diff(buckets[low]) != 0])
-    lo, hi = low[firsts], high[firsts]  # both orders group buckets identically
-    return list(
-        zip(
-            buckets[lo].tolist(),
-            values[lo].tolist(),
-            steps[lo].tolist(),
-            times[lo].tolist(),
-            values[hi].tolist(),
-            steps[hi].tolist(),
-            times[hi].tolist(),
-            strict=True,
-        )
-    )
-
-
 def rollup_rows(
     metric_ids: npt.NDArray[np.int64],
     steps: npt.NDArray[np.int64],
@@ -70,7 +37,8 @@ def rollup_rows(
     times: npt.NDArray[np.float64],
 ) -> list[dict[str, Any]]:
     """The rollup rows a batch's points (of any number of metrics) fold into, at every
-    width: per (metric, bucket) the same extremes as `bucket_extremes`.
+    width: per (metric, bucket) the lowest and highest value with their step and time.
+    NaN values are left out; ties go to the earliest step, then the first given.
 
     The points are sorted once, for the narrowest width; each wider bucket is a whole
     number of narrower ones, so its extremes are found among theirs.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from conveyor.compute.cost import Market, PriceTable, Usage
@@ -71,6 +71,14 @@ class TrainConfig:
             raise TrainingError("early stopping patience must be >= 1", "fix it")
         if self.market not in (None, "on_demand", "spot"):
             raise TrainingError(f"unknown market {self.market!r}", "use on_demand or spot")
+
+    def priced(self, workspace_prices: object = None) -> TrainConfig:
+        """This config with its price table and market decided: its own, else the
+        workspace's (`ws.prices`, from [prices] in conveyor.toml), else the defaults."""
+        prices = self.prices
+        if prices is None:
+            prices = workspace_prices if isinstance(workspace_prices, PriceTable) else PriceTable()
+        return replace(self, prices=prices, market=self.market or prices.market)
 
     def params(self) -> dict[str, Any]:
         """The settings worth recording with a run."""

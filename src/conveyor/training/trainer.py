@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from conveyor.compute.cost import PriceTable, UsageMeter
+from conveyor.compute.cost import UsageMeter
 from conveyor.core.errors import ConveyorError, TrainingError
 from conveyor.training import distributed, hooks
 from conveyor.training.checkpoint import CheckpointStore, HasStores, check_run_id
@@ -70,7 +70,7 @@ class Trainer:
         config: TrainConfig | None = None,
         end_run: bool = True,
     ) -> None:
-        self.config = _priced(config or TrainConfig(), workspace)
+        self.config = (config or TrainConfig()).priced(getattr(workspace, "prices", None))
         self.model, self.train_loader, self.eval_loader = model, train, eval
         self.optimizer, self.scheduler = optimizer, scheduler
         self.loss_fn = loss_fn or hooks.default_loss_fn
@@ -461,16 +461,6 @@ _END = object()
 
 def _on_plateau(scheduler: Any) -> bool:
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-
-
-def _priced(config: TrainConfig, workspace: object) -> TrainConfig:
-    """The config with its price table and market decided: its own, else the workspace's
-    (`ws.prices`, from [prices] in conveyor.toml), else the built-in defaults."""
-    prices = config.prices
-    if prices is None:
-        table = getattr(workspace, "prices", None)
-        prices = table if isinstance(table, PriceTable) else PriceTable()
-    return replace(config, prices=prices, market=config.market or prices.market)
 
 
 def fit(
