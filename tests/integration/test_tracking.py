@@ -18,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from alembic import command
+from sqlalchemy import text
 
 from conveyor import Workspace
 from conveyor.core.errors import InvalidFilterError, InvalidRunInputError, RunNotFoundError
+from conveyor.storage.metadata import _alembic_config
 from conveyor.tracking.persist import write_events
 from conveyor.tracking.spool import Spool, read_events
 
@@ -139,6 +142,30 @@ def test_a_million_points_downsampled_keep_their_extremes(workspace: Workspace) 
     assert chart.values[-1] == values[-1]
     assert np.all(np.diff(chart.steps) > 0)
     assert workspace.runs.get(run.id).metrics["loss"].count == n
+
+
+def test_points_survive_the_move_to_packed_blocks(workspace: Workspace) -> None:
+    """Migration 0007 folds points stored a row each (0006) into blocks, and back."""
+    with workspace.runs.start(name="old", system_metrics=False) as run:
+        for step in range(3_000):
+            run.log_metric("loss", float("nan") if step == 7 else 1.0 / (step + 1), step=step)
+        run.log_metric("acc", 0.5, step=1)
+    before = workspace.runs.metric_history(run.id, "loss", max_points=None)
+    config = _alembic_config()
+    for target in ("0006", "head"):
+        with workspace.meta.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if target == "0006" else command.upgrade)(config, target)
+        if target == "0006":
+            with workspace.meta.engine.connect() as conn:
+                rows = conn.execute(text("SELECT count(*) FROM run_metric_points")).scalar()
+            assert rows == 3_001
+    after = workspace.runs.metric_history(run.id, "loss", max_points=None)
+    assert after.steps.tolist() == before.steps.tolist() == list(range(3_000))
+    assert np.array_equal(after.values, before.values, equal_nan=True)
+    assert after.wall_times.tolist() == before.wall_times.tolist()
+    assert workspace.runs.get(run.id).metrics["loss"].count == 3_000
+    assert workspace.runs.metric_history(run.id, "acc").values.tolist() == [0.5]
 
 
 def _child(workspace: Workspace, mode: str) -> subprocess.Popen[str]:

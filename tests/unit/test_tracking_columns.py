@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-import sqlite3
-import struct
 from typing import Any
 
 import numpy as np
 import pytest
 
-from conveyor.tracking.persist import copy_binary, point_columns, summary_rows
-from conveyor.tracking.queries import _all_points
-from conveyor.tracking.rollups import WIDTHS, rollup_rows
+from conveyor.tracking.blocks import MAX_POINTS, overlapping, pack, unpack
+from conveyor.tracking.persist import point_columns, summary_rows
 
 Point = tuple[str, str, int, int, float, float]
 
@@ -58,32 +55,6 @@ def _reference_summaries(points: list[Point]) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _reference_rollups(points: list[Point]) -> list[dict[str, Any]]:
-    groups: dict[tuple[int, int, int], list[Point]] = {}
-    for p in points:  # in logged order: ties go to the first logged
-        if not math.isnan(p[4]):
-            for width in WIDTHS:
-                groups.setdefault((IDS[p[1]], width, p[2] // width), []).append(p)
-    rows = []
-    for (metric_id, width, bucket), mine in groups.items():
-        low = min(mine, key=lambda p: (p[4], p[2]))
-        high = min(mine, key=lambda p: (-p[4], p[2]))
-        rows.append(
-            {
-                "metric_id": metric_id,
-                "width": width,
-                "bucket": bucket,
-                "min_value": low[4],
-                "min_step": low[2],
-                "min_time": low[5],
-                "max_value": high[4],
-                "max_step": high[2],
-                "max_time": high[5],
-            }
-        )
-    return rows
-
-
 def _same(a: Any, b: Any) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
 
@@ -101,24 +72,6 @@ def test_summary_rows_match_a_per_point_reference(seed: int) -> None:
     assert expected[3]["b_low"] is None and got[3]["b_high"] is None  # only NaN
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_rollup_rows_match_a_per_point_reference(seed: int) -> None:
-    points = _random_points(seed)
-    columns = point_columns(points, IDS)
-    got = rollup_rows(columns.metric_ids, columns.steps, columns.values, columns.times)
-
-    def by_bucket(rows: list[dict[str, Any]]) -> dict[tuple[int, int, int], dict[str, Any]]:
-        return {(r["metric_id"], r["width"], r["bucket"]): r for r in rows}
-
-    assert len(got) == len(by_bucket(got))  # one row per (metric, width, bucket)
-    assert by_bucket(got) == by_bucket(_reference_rollups(points))
-
-
-def test_rollup_rows_of_nothing_but_nan() -> None:
-    columns = point_columns([("m", "all_nan", 1, 1, math.nan, 0.0)], IDS)
-    assert rollup_rows(columns.metric_ids, columns.steps, columns.values, columns.times) == []
-
-
 def test_point_columns_keep_every_point_in_logged_order() -> None:
     points = _random_points(3, n=500)
     columns = point_columns(points, IDS)
@@ -127,36 +80,50 @@ def test_point_columns_keep_every_point_in_logged_order() -> None:
     assert columns.seqs.tolist() == [p[3] for p in points]
     assert np.array_equal(columns.values, [p[4] for p in points], equal_nan=True)
     assert columns.times.tolist() == [p[5] for p in points]
-    assert columns.rows == [(IDS[p[1]], p[2], p[3], p[4], p[5]) for p in points]
 
 
-def test_copy_binary_is_postgres_binary_copy_format() -> None:
-    points = _random_points(4, n=200)
-    columns = point_columns(points, IDS)
-    expected = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-    for p in points[50:150]:
-        expected += struct.pack(">hiiiqiqidid", 5, 4, IDS[p[1]], 8, p[2], 8, p[3], 8, p[4], 8, p[5])
-    expected += b"\xff\xff"
-    assert copy_binary(columns, 50, 150) == expected
+def _reference_history(points: list[Point], key: str) -> list[tuple[int, int, float, float]]:
+    return sorted((p[2], p[3], p[4], p[5]) for p in points if p[1] == key)
 
 
-def test_all_points_read_null_as_nan_in_step_order() -> None:
-    db = sqlite3.connect(":memory:")
-    db.execute(
-        "CREATE TABLE run_metric_points (metric_id INTEGER, step BIGINT, seq BIGINT, "
-        "value FLOAT, wall_time FLOAT, PRIMARY KEY (metric_id, step, seq))"
-    )
-    points = _random_points(5, n=1_000)
-    rows = {(IDS[p[1]], p[2], p[3]): p for p in points}
-    db.executemany(
-        "INSERT INTO run_metric_points VALUES (?, ?, ?, ?, ?)",
-        [(*k, p[4], p[5]) for k, p in rows.items()],
-    )
-    expected = sorted((k[1], k[2], p[4], p[5]) for k, p in rows.items() if k[0] == IDS["loss"])
-    steps, values, times = _all_points(db.cursor(), IDS["loss"], "?")
-    assert steps.dtype == np.int64 and steps.tolist() == [e[0] for e in expected]
+@pytest.mark.parametrize("seed", [0, 1])
+def test_blocks_give_back_every_point_in_step_order(seed: int) -> None:
+    points = _random_points(seed)
+    # three batches, as three deliveries of the writer would store them
+    blocks = [
+        b
+        for part in np.array_split(np.arange(len(points)), 3)
+        for b in pack(*point_columns([points[i] for i in part], IDS))
+    ]
+    for key, metric_id in IDS.items():
+        mine = [(first, last, data) for m, first, last, _, data in blocks if m == metric_id]
+        steps, values, times = unpack(mine)
+        expected = _reference_history(points, key)
+        assert steps.dtype == np.int64 and steps.tolist() == [e[0] for e in expected]
+        assert np.array_equal(values, [e[2] for e in expected], equal_nan=True)
+        assert times.tolist() == [e[3] for e in expected]
+    assert sum(count for *_, count, _ in blocks) == len(points)
+
+
+def test_a_batch_stored_twice_cut_differently_reads_once() -> None:
+    points = _random_points(4, n=1_000)
+    once = pack(*point_columns(points, IDS))
+    again = [b for part in (points[:300], points[300:]) for b in pack(*point_columns(part, IDS))]
+    loss = IDS["loss"]
+    stored = [(first, last, data) for m, first, last, _, data in once + again if m == loss]
+    assert overlapping([(first, last) for first, last, _ in stored])
+    steps, values, _ = unpack(stored)
+    expected = _reference_history(points, "loss")
+    assert steps.tolist() == [e[0] for e in expected]
     assert np.array_equal(values, [e[2] for e in expected], equal_nan=True)
-    assert times.tolist() == [e[3] for e in expected]
-    assert np.isnan(values).any()
-    empty = _all_points(db.cursor(), 99, "?")
-    assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def test_a_huge_batch_becomes_several_blocks() -> None:
+    n = MAX_POINTS * 2 + 5
+    ids = np.zeros(n, np.int64)
+    steps = np.arange(n, dtype=np.int64)
+    blocks = pack(ids, steps, steps + (1 << 40), steps * 0.5, steps * 1.0)
+    assert [b[3] for b in blocks] == [MAX_POINTS, MAX_POINTS, 5]
+    assert not overlapping([(b[1], b[2]) for b in blocks])
+    assert unpack([(b[1], b[2], b[4]) for b in blocks])[0].tolist() == steps.tolist()
+    assert pack(ids[:0], steps[:0], steps[:0], steps[:0] * 0.5, steps[:0] * 1.0) == []

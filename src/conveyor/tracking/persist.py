@@ -2,16 +2,14 @@
 
 Every write is idempotent, so the same batch delivered twice (a retry after a lost
 commit acknowledgement, a spool delivered by two processes) changes nothing the second
-time: points, notes and usage are `INSERT ... ON CONFLICT DO NOTHING` on their identity,
-params, tags and artifacts are upserts, summaries and rollups take min/max and the
-newest (step, seq).
-Points go in with `executemany` on SQLite and a binary COPY on PostgreSQL.
+time: point blocks, notes and usage are `INSERT ... ON CONFLICT DO NOTHING` on their
+identity, params, tags and artifacts are upserts, summaries take min/max and the newest
+(step, seq). A batch's points become one packed block per metric (blocks.py).
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import operator
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -22,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import (
     BigInteger,
-    Connection,
     Float,
     Integer,
     Table,
@@ -39,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from conveyor.storage.metadata import MetadataStore
 from conveyor.storage.tables import index_objects
+from conveyor.tracking.blocks import Block, pack
 from conveyor.tracking.records import (
     RunArtifactRecord,
     RunMetricRecord,
@@ -48,10 +46,8 @@ from conveyor.tracking.records import (
     RunTagRecord,
     RunUsageRecord,
 )
-from conveyor.tracking.rollups import rollup_rows, write_rollups
 from conveyor.tracking.spool import Event
 
-_CHUNK = 50_000
 _METRICS = typed(Table, RunMetricRecord.__table__)
 _KEY = operator.itemgetter(1)  # an event's metric key
 
@@ -66,25 +62,21 @@ def write_events(
         ids = _metric_ids(session, run_id, set(map(_KEY, points)), metric_ids)
         if points:
             columns = point_columns(points, ids)
-            conn = session.connection()
-            for start in range(0, len(points), _CHUNK):
-                _insert_points(conn, columns, start, start + _CHUNK)
+            _insert_blocks(session, pack(*columns))
             session.execute(_summary_update(), summary_rows(columns))
-            write_rollups(session, rollup_rows(*columns[:4]))
         if others:
             _apply_others(session, run_id, others)
     metric_ids.update(ids)  # only after the commit: ids from a rolled-back insert are void
 
 
 class PointColumns(NamedTuple):
-    """A batch's points as columns, in the order they were logged."""
+    """A batch's points as columns, in the order they were logged (pack's argument order)."""
 
     metric_ids: npt.NDArray[np.int64]
     steps: npt.NDArray[np.int64]
+    seqs: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
     times: npt.NDArray[np.float64]
-    seqs: npt.NDArray[np.int64]
-    rows: list[tuple[Any, ...]]  # (metric_id, step, seq, value, wall_time) per point, for SQLite
 
 
 def point_columns(points: Sequence[Event], ids: dict[str, int]) -> PointColumns:
@@ -95,10 +87,9 @@ def point_columns(points: Sequence[Event], ids: dict[str, int]) -> PointColumns:
     return PointColumns(
         np.fromiter(metric_ids, np.int64, n),
         np.fromiter(steps, np.int64, n),
+        np.fromiter(seqs, np.int64, n),
         np.fromiter(values, np.float64, n),
         np.fromiter(times, np.float64, n),
-        np.fromiter(seqs, np.int64, n),
-        list(zip(metric_ids, steps, seqs, values, times, strict=True)),
     )
 
 
@@ -166,85 +157,24 @@ def _metric_ids(
     return ids
 
 
-def _insert_points(conn: Connection, columns: PointColumns, start: int, stop: int) -> None:
-    rows = columns.rows[start:stop]
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        # Binary COPY into a session temp table, then one INSERT ... ON CONFLICT: about
-        # 3x faster than a multi-row INSERT, and still idempotent. The COPY data is
-        # built in one go with numpy rather than row by row.
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE IF NOT EXISTS conveyor_points_in (metric_id integer, "
-            "step bigint, seq bigint, value float8, wall_time float8) ON COMMIT DELETE ROWS"
-        )
-        driver: Any = conn.connection.dbapi_connection
-        with driver.cursor() as cursor:
-            with cursor.copy("COPY conveyor_points_in FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(copy_binary(columns, start, stop))
-            cursor.execute(
-                "INSERT INTO run_metric_points SELECT metric_id, step, seq, value, wall_time "
-                "FROM conveyor_points_in ON CONFLICT DO NOTHING"
-            )
-            cursor.execute("TRUNCATE conveyor_points_in")
-        return
-    # Many rows per statement: SQLite's per-statement cost (bind, step, reset, and a
-    # release of the GIL) is paid once per _ROWS_PER_INSERT points, not per point.
-    flat = list(itertools.chain.from_iterable(rows))
-    whole = len(rows) - len(rows) % _ROWS_PER_INSERT
-    width = 5 * _ROWS_PER_INSERT
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:  # the driver's own cursor, in the session's transaction
-        if whole:
-            cursor.executemany(
-                _SQLITE_INSERT + ", ".join(["(?, ?, ?, ?, ?)"] * _ROWS_PER_INSERT),
-                [flat[i : i + width] for i in range(0, 5 * whole, width)],
-            )
-        if whole < len(rows):
-            cursor.executemany(_SQLITE_INSERT + "(?, ?, ?, ?, ?)", rows[whole:])
+def _insert_blocks(session: Session, blocks: list[Block]) -> None:
+    """Insert packed blocks; one already stored (the same batch again) is left as it is."""
+    if session.get_bind().dialect.name == "postgresql":
+        sql = _BLOCK_INSERT.replace("?", "%s") + " ON CONFLICT DO NOTHING"
+    else:
+        sql = _BLOCK_INSERT.replace("INSERT", "INSERT OR IGNORE")
+    driver: Any = session.connection().connection.dbapi_connection
+    cursor = driver.cursor()  # the driver's own cursor, in the session's transaction
+    try:
+        cursor.executemany(sql, blocks)
     finally:
         cursor.close()
 
 
-_SQLITE_INSERT = (
-    "INSERT OR IGNORE INTO run_metric_points (metric_id, step, seq, value, wall_time) VALUES "
+_BLOCK_INSERT = (
+    "INSERT INTO run_metric_blocks (metric_id, first_seq, last_seq, count, points) "
+    "VALUES (?, ?, ?, ?, ?)"
 )
-_ROWS_PER_INSERT = 100  # 500 parameters: under the 999 of SQLite before 3.32
-
-
-_COPY_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("id_len", ">i4"),
-        ("metric_id", ">i4"),
-        ("step_len", ">i4"),
-        ("step", ">i8"),
-        ("seq_len", ">i4"),
-        ("seq", ">i8"),
-        ("value_len", ">i4"),
-        ("value", ">f8"),
-        ("time_len", ">i4"),
-        ("time", ">f8"),
-    ]
-)
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-_COPY_TRAILER = b"\xff\xff"
-
-
-def copy_binary(columns: PointColumns, start: int = 0, stop: int | None = None) -> bytes:
-    """Points as PostgreSQL's binary COPY format (int4, int8, int8, float8, float8)."""
-    part = slice(start, stop)
-    table = np.empty(len(columns.metric_ids[part]), _COPY_ROW)
-    table["fields"] = 5
-    table["id_len"] = 4
-    for name in ("step_len", "seq_len", "value_len", "time_len"):
-        table[name] = 8
-    table["metric_id"] = columns.metric_ids[part]
-    table["step"] = columns.steps[part]
-    table["seq"] = columns.seqs[part]
-    table["value"] = columns.values[part]
-    table["time"] = columns.times[part]
-    return _COPY_HEADER + table.tobytes() + _COPY_TRAILER
 
 
 @functools.cache

@@ -2,12 +2,11 @@
 
 A search is one SQL query (each clause an EXISTS on params, tags or the metric summary
 table), then a handful of `IN` queries load the details of the runs it found. A metric
-history is a single range scan of the points table, downsampled in numpy.
+history is its packed point blocks (blocks.py), joined and downsampled in numpy.
 """
 
 from __future__ import annotations
 
-import itertools
 import operator
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,14 +16,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
 from conveyor.core.errors import InvalidFilterError
+from conveyor.tracking.blocks import Arrays, overlapping, unpack
 from conveyor.tracking.downsample import minmax_indices
 from conveyor.tracking.filters import Clause, Order
 from conveyor.tracking.records import (
-    MetricPointRecord,
+    MetricBlockRecord,
     RunArtifactRecord,
     RunMetricRecord,
     RunNoteRecord,
@@ -32,7 +32,6 @@ from conveyor.tracking.records import (
     RunRecord,
     RunTagRecord,
 )
-from conveyor.tracking.rollups import Arrays, chart_candidates, downsample_candidates, pick_width
 from conveyor.tracking.spend import usage_rows
 
 _IN_CHUNK = 500
@@ -238,15 +237,7 @@ def _load_chunk(session: Session, ids: list[str], count_points: bool) -> dict[st
     metric_rows = list(
         session.scalars(select(RunMetricRecord).where(RunMetricRecord.run_id.in_(ids)))
     )
-    counts: dict[int, int] = {}
-    if count_points and metric_rows:
-        counts = dict(
-            session.execute(
-                select(MetricPointRecord.metric_id, func.count())
-                .where(MetricPointRecord.metric_id.in_([m.id for m in metric_rows]))
-                .group_by(MetricPointRecord.metric_id)
-            ).all()
-        )
+    counts = _point_counts(session, [m.id for m in metric_rows]) if count_points else {}
     metrics: dict[str, dict[str, MetricSummary]] = defaultdict(dict)
     for m in sorted(metric_rows, key=lambda m: m.key):
         metrics[m.run_id][m.key] = MetricSummary(
@@ -307,74 +298,52 @@ def _aware(moment: datetime) -> datetime:
 # -- histories -------------------------------------------------------------------------------
 
 
+def _point_counts(session: Session, metric_ids: list[int]) -> dict[int, int]:
+    """Points per metric, from the blocks' counts (read exactly where blocks overlap)."""
+    ranges: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for metric_id, first, last, count in session.execute(
+        select(
+            MetricBlockRecord.metric_id,
+            MetricBlockRecord.first_seq,
+            MetricBlockRecord.last_seq,
+            MetricBlockRecord.count,
+        ).where(MetricBlockRecord.metric_id.in_(metric_ids))
+    ):
+        ranges[metric_id].append((first, last, count))
+    counts = {}
+    for metric_id, blocks in ranges.items():
+        if overlapping([(first, last) for first, last, _ in blocks]):
+            counts[metric_id] = len(_read_points(session, metric_id)[0])
+        else:
+            counts[metric_id] = sum(count for _, _, count in blocks)
+    return counts
+
+
 def read_history(
     session: Session, metric: RunMetricRecord, max_points: int | None
 ) -> MetricHistory:
-    """A metric's points in (step, seq) order; long ones min/max-downsampled from rollups.
+    """A metric's points in (step, seq) order; min/max-downsampled past `max_points`."""
+    steps, values, times = _read_points(session, metric.id)
+    total = len(steps)
+    if max_points is not None and total > max_points:
+        keep = minmax_indices(values, max_points)
+        steps, values, times = steps[keep], values[keep], times[keep]
+    return MetricHistory(metric.key, steps, values, times, total)
 
-    Reads go straight to the driver's cursor: SQLAlchemy's row objects would double
-    the cost of a million-row read.
-    """
+
+def _read_points(session: Session, metric_id: int) -> Arrays:
+    """Every point of a metric. Straight from the driver's cursor: the blobs are the
+    bulk of the read, and SQLAlchemy's result processing would copy them again."""
     conn = session.connection()
     p = "%s" if conn.dialect.name == "postgresql" else "?"
     driver: Any = conn.connection.dbapi_connection
     cursor = driver.cursor()
     try:
-        if max_points is None:  # every point: the count is the length of the read
-            steps, values, times = _all_points(cursor, metric.id, p)
-            return MetricHistory(metric.key, steps, values, times, len(steps))
         cursor.execute(
-            f"SELECT count(*) FROM run_metric_points WHERE metric_id = {p}", (metric.id,)
+            "SELECT first_seq, last_seq, points FROM run_metric_blocks "
+            f"WHERE metric_id = {p} ORDER BY first_seq",
+            (metric_id,),
         )
-        total = int(cursor.fetchone()[0])
-        last_step = metric.last_step or 0
-        width = None
-        if total > max_points and metric.first_step is not None:
-            width = pick_width(metric.first_step, last_step, max_points)
-        if width is None:
-            steps, values, times = _all_points(cursor, metric.id, p)
-            if total > max_points:
-                keep = minmax_indices(values, max_points)
-                steps, values, times = steps[keep], values[keep], times[keep]
-        else:
-            ends = []
-            for direction in ("", " DESC"):
-                cursor.execute(
-                    "SELECT step, value, wall_time FROM run_metric_points "
-                    f"WHERE metric_id = {p} ORDER BY step{direction}, seq{direction} LIMIT 1",
-                    (metric.id,),
-                )
-                step, value, wall = cursor.fetchone()
-                ends.append((int(step), _float(value), float(wall)))
-            candidates = chart_candidates(cursor, metric.id, width, p)
-            steps, values, times = downsample_candidates(candidates, ends[0], ends[1], max_points)
+        return unpack(cursor.fetchall())
     finally:
         cursor.close()
-    return MetricHistory(metric.key, steps, values, times, total)
-
-
-def _all_points(cursor: Any, metric_id: int, p: str) -> Arrays:
-    cursor.execute(
-        "SELECT step, value, wall_time FROM run_metric_points "
-        f"WHERE metric_id = {p} ORDER BY step, seq",
-        (metric_id,),
-    )
-    rows = cursor.fetchall()
-    # One pass over the flattened rows (no nested lists for numpy to inspect): NULL, the
-    # NaN SQLite cannot store, becomes nan.
-    flat = itertools.chain.from_iterable(rows)
-    table = np.fromiter(
-        (np.nan if x is None else x for x in flat) if _has_null(rows) else flat,
-        np.float64,
-        3 * len(rows),
-    ).reshape(-1, 3)
-    return (
-        table[:, 0].astype(np.int64),
-        np.ascontiguousarray(table[:, 1]),
-        np.ascontiguousarray(table[:, 2]),
-    )
-
-
-def _has_null(rows: list[Any]) -> bool:
-    """Whether any value is NULL (only the value column can be)."""
-    return any(v is None for v in map(_VALUE, rows))

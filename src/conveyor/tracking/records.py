@@ -1,11 +1,11 @@
 """Metadata rows for experiment tracking: runs and what they log.
 
-Metric points live in a narrow table keyed by (metric, step, seq) so a metric's history
-is one index range scan; `run_metrics` holds one row per (run, key) with the latest,
-minimum and maximum value, so listing and searching runs never touch the points, and
-`run_metric_rollups` holds per-bucket extremes so a chart of a long metric is quick.
-Every row a writer adds has an identity that makes a second delivery of the same
-event a no-op (see SPOOL.md): points, notes and usage carry their `seq`.
+Metric points live in packed blocks, one row per metric per delivered batch (see
+blocks.py), so a metric's history is a few blobs; `run_metrics` holds one row per
+(run, key) with the latest, minimum and maximum value, so listing and searching runs
+never touch the points. Every row a writer adds has an identity that makes a second
+delivery of the same event a no-op (see SPOOL.md): blocks, notes and usage carry a
+`seq`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -76,38 +77,20 @@ class RunMetricRecord(Base):
     max_value: Mapped[float | None] = mapped_column(Float)
 
 
-class MetricPointRecord(Base):
-    """One logged value. NULL `value` stands for NaN (SQLite cannot store NaN).
+class MetricBlockRecord(Base):
+    """The points one batch logged for one metric, packed (format in blocks.py).
 
     No foreign key on `metric_id`, on purpose: the writer takes the id from the
-    `run_metrics` row in the same transaction, and a per-row check would make bulk
-    inserts on PostgreSQL half again as slow. The same holds for rollups.
+    `run_metrics` row in the same transaction.
     """
 
-    __tablename__ = "run_metric_points"
+    __tablename__ = "run_metric_blocks"
     __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 - SQLAlchemy reads it
     metric_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    value: Mapped[float | None] = mapped_column(Float)
-    wall_time: Mapped[float] = mapped_column(Float)
-
-
-class MetricRollupRecord(Base):
-    """The extremes of one metric over a bucket of steps (`step // width`), with where
-    they occurred: charts of long metrics read these instead of every point."""
-
-    __tablename__ = "run_metric_rollups"
-    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 - SQLAlchemy reads it
-    metric_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    width: Mapped[int] = mapped_column(Integer, primary_key=True)
-    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    min_value: Mapped[float] = mapped_column(Float)
-    min_step: Mapped[int] = mapped_column(BigInteger)
-    min_time: Mapped[float] = mapped_column(Float)
-    max_value: Mapped[float] = mapped_column(Float)
-    max_step: Mapped[int] = mapped_column(BigInteger)
-    max_time: Mapped[float] = mapped_column(Float)
+    first_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    points: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RunNoteRecord(Base):
