@@ -1,8 +1,11 @@
 """The background writer of one run: the training loop never waits for the database.
 
-`add` appends an event to an in-memory list under a lock (well under a microsecond).
-A daemon thread takes the whole list every `flush_every_s` seconds (1 s), or as soon as
-`max_pending` events wait, and writes it in one transaction. If the store does not
+`add` appends an event to a deque: no lock, since a deque's append and popleft are
+atomic, and the fewer instructions a log call runs the less it costs a training step
+whose caches it finds cold. A daemon thread drains the deque every `flush_every_s`
+seconds (1 s), or as soon as `max_pending` events wait, and writes it in one
+transaction. `flush` queues a marker behind the caller's events and waits for the
+thread to pass it. If the store does not
 answer, the batch goes to the run's spool file instead and the writer retries every
 `retry_every_s`, delivering the spool (in order, before anything newer) once the
 store is back. `close` waits a bounded time; what is still in flight then is written
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,13 +50,9 @@ class RunWriter:
         self.retry_every_s = retry_every_s
         self._tick: Callable[[], None] | None = None
         self._tick_every_s: float | None = None
-        self._pending: list[Event] = []
+        self._queue: deque[Event | _Marker] = deque()
         self._inflight: list[Event] = []
-        self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._done = threading.Condition()
-        self._added = 0  # events ever added
-        self._handled = 0  # events written to the store or to the spool
         self._stopping = False
         self._spool = Spool(spool_dir, run_id)
         self._last_retry = 0.0
@@ -69,19 +69,15 @@ class RunWriter:
     # -- the caller's side -------------------------------------------------------------------
 
     def add(self, event: Event) -> None:
-        with self._lock:
-            self._pending.append(event)
-            self._added += 1
-            full = len(self._pending) >= self.max_pending
-        if full:
+        queue = self._queue
+        queue.append(event)
+        if len(queue) >= self.max_pending:
             self._wake.set()
 
     def add_many(self, events: Sequence[Event]) -> None:
-        with self._lock:
-            self._pending.extend(events)
-            self._added += len(events)
-            full = len(self._pending) >= self.max_pending
-        if full:
+        queue = self._queue
+        queue.extend(events)
+        if len(queue) >= self.max_pending:
             self._wake.set()
 
     @property
@@ -91,22 +87,24 @@ class RunWriter:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything added so far is in the store (True) or spooled (False)."""
-        with self._lock:
-            target = self._added
+        if not self._thread.is_alive():
+            return not self._queue and not self._spool.exists
+        marker = _Marker()
+        self._queue.append(marker)
         self._wake.set()
-        with self._done:
-            self._done.wait_for(lambda: self._handled >= target, timeout)
-            return self._handled >= target and not self._spool.exists
+        return marker.wait(timeout) and marker.stored
 
     def close(self, timeout: float) -> bool:
         """Stop the thread; wait at most `timeout` s. True if every event reached the store."""
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
-        if self._thread.is_alive():  # the store is slow or hanging: leave the rest on disk
-            with self._lock:
-                left = [*self._inflight, *self._pending]
-                self._pending = []
+        hanging = self._thread.is_alive()  # the store is slow or hanging
+        left, markers = _drain(self._queue)  # and anything added while the thread stopped
+        for marker in markers:
+            marker.set()
+        if hanging or left:  # leave the rest on disk, for this or a later process
+            left = [*self._inflight, *left] if hanging else left
             abandoned = Spool(self.spool_dir, self.run_id)
             abandoned.append(left)
             abandoned.release()
@@ -127,16 +125,15 @@ class RunWriter:
                 next_tick = time.monotonic() + self._tick_every_s
                 self._safe_tick()
             stopping = self._stopping
-            with self._lock:
-                batch, self._pending = self._pending, []
-                self._inflight = batch
+            batch, markers = _drain(self._queue)
+            self._inflight = batch
             self._deliver(batch, final=stopping)
-            with self._lock:
-                self._inflight = []
-            with self._done:
-                self._handled += len(batch)
-                self._done.notify_all()
-            if stopping and not self._pending:
+            self._inflight = []
+            stored = not self._spool.exists
+            for marker in markers:
+                marker.stored = stored
+                marker.set()
+            if stopping and not self._queue:
                 return
 
     def _safe_tick(self) -> None:
@@ -179,3 +176,17 @@ class RunWriter:
         self._spool.remove()
         log.info("spool_delivered", run=self.run_id, events=len(events))
         return True
+
+
+class _Marker(threading.Event):
+    """A place in the queue that `flush` waits for; `stored`: nothing went to the spool."""
+
+    stored = False
+
+
+def _drain(queue: deque[Event | _Marker]) -> tuple[list[Event], list[_Marker]]:
+    """Take what is in the queue now: its events, in order, and the flush markers."""
+    items = [queue.popleft() for _ in range(len(queue))]
+    events = [e for e in items if not isinstance(e, _Marker)]
+    markers = [m for m in items if isinstance(m, _Marker)] if len(events) < len(items) else []
+    return events, markers
