@@ -82,3 +82,11 @@ def test_resuming_at_a_random_step_with_another_world_size(seed: int) -> None:
     resume_at = steps * world  # what every rank's state_dict says
     rest = epoch_ids(p, 128, new_world, rng.choice([1, 2]), start=resume_at)
     assert sorted(done + rest) == list(range(p.total))
+
+
+def test_the_first_batch_needs_only_a_few_row_groups() -> None:
+    """The ramp: the first batch waits for 8 row groups, not a whole window of 64."""
+    p = plan()
+    first = p.ids_at(rank_batches(p.total, 256, 0, 1)[0].positions)
+    assert len(set((first // 300).tolist())) == 8  # blocks of 300 rows
+    assert [len(p.blocks_of_window(w)) for w in range(5)] == [8, 16, 32, 64, 48]
