@@ -33,6 +33,9 @@ def serve(
     max_replicas: Annotated[
         int | None, typer.Option(help="Ray: autoscale up to this many on queue depth.")
     ] = None,
+    target_queue: Annotated[
+        int, typer.Option(help="Ray: requests in flight per replica the autoscaler aims at.")
+    ] = 32,
     canary: Annotated[
         list[str] | None, typer.Option(help="NAME@vN:10% takes that share of traffic.")
     ] = None,
@@ -109,6 +112,7 @@ def serve(
         "backend": backend,
         "replicas": replicas,
         "max_replicas": max_replicas,
+        "target_queue": target_queue,
     }
     try:
         options = ServeOptions.model_validate(settings)

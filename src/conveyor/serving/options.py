@@ -49,7 +49,7 @@ class ServeOptions(BaseModel):
     backend: Literal["local", "ray"] = "local"
     replicas: int = 1
     max_replicas: int | None = None  # Ray: autoscale between replicas and this
-    target_queue: int = 32  # Ray: ongoing requests per replica the autoscaler aims at
+    target_queue: int = Field(32, ge=1)  # Ray: requests in flight per replica to aim at
 
     def batch_policy(self) -> BatchPolicy:
         return BatchPolicy(
