@@ -105,9 +105,7 @@ def main() -> None:
     for name, step in (("python", python_step()), ("native", native_step_factory())):
         with mlflow.start_run(run_name=f"loop-{name}"):
             result = overhead(
-                lambda i: mlflow.log_metrics(
-                    {"loss": value(i), "acc": value(i + 1)}, step=i, synchronous=sync
-                ),
+                lambda i, metrics: mlflow.log_metrics(metrics, step=i, synchronous=sync),
                 args.overhead_steps,
                 step,
             )

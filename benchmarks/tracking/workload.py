@@ -32,18 +32,28 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
+def step_metrics(i: int) -> dict[str, float]:
+    """What a training step has to report: computed in plain and logged loops alike."""
+    return {"loss": value(i), "acc": value(i + 1)}
+
+
 def overhead(
-    log_step: Callable[[int], None], steps: int, step: Callable[[], None], rounds: int = 20
+    log_step: Callable[[int, dict[str, float]], None],
+    steps: int,
+    step: Callable[[], None],
+    rounds: int = 20,
 ) -> dict[str, float]:
     """Time `steps` dummy steps without and with logging every step.
 
-    The steps are cut into `rounds` pairs of short loops (plain and logged, in
-    alternating order) so machine noise hits both alike; the medians are compared. The
-    same measurement with a no-op logger gives the noise floor.
+    Both loops compute the step's metrics (a loop has its loss whether or not it logs
+    it); only the logged loop hands them to `log_step`. The steps are cut into `rounds`
+    pairs of short loops (plain and logged, in alternating order) so machine noise hits
+    both alike; the medians are compared. The same measurement with a no-op logger gives
+    the noise floor.
     """
     per_round = max(1, steps // rounds)
 
-    def measure(log: Callable[[int], None]) -> tuple[float, float]:
+    def measure(log: Callable[[int, dict[str, float]], None]) -> tuple[float, float]:
         plain, logged, i = [], [], 0
         for r in range(rounds):
             for kind in ("plain", "logged") if r % 2 == 0 else ("logged", "plain"):
@@ -51,17 +61,18 @@ def overhead(
                 if kind == "plain":
                     for _ in range(per_round):
                         step()
+                        step_metrics(i)
                     plain.append(time.perf_counter() - start)
                 else:
                     for _ in range(per_round):
                         step()
-                        log(i)
+                        log(i, step_metrics(i))
                         i += 1
                     logged.append(time.perf_counter() - start)
         return statistics.median(plain), statistics.median(logged)
 
     p, q = measure(log_step)
-    p0, q0 = measure(lambda i: None)
+    p0, q0 = measure(lambda i, metrics: None)
     return {
         "steps": per_round * rounds,
         "rounds": rounds,
