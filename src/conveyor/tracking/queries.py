@@ -339,11 +339,14 @@ def _read_points(session: Session, metric_id: int) -> Arrays:
     driver: Any = conn.connection.dbapi_connection
     cursor = driver.cursor()
     try:
-        cursor.execute(
+        sql = (
             "SELECT first_seq, last_seq, points FROM run_metric_blocks "
-            f"WHERE metric_id = {p} ORDER BY first_seq",
-            (metric_id,),
+            f"WHERE metric_id = {p} ORDER BY first_seq"
         )
+        if p == "%s":  # PostgreSQL: binary results, not the blobs as hex text to decode
+            cursor.execute(sql, (metric_id,), binary=True)
+        else:
+            cursor.execute(sql, (metric_id,))
         return unpack(cursor.fetchall())
     finally:
         cursor.close()
