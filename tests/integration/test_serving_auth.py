@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -134,3 +135,23 @@ def test_a_revoked_key_stops_working(
     else:
         pytest.fail("the revoked key still works")
     client.close()
+
+
+def test_workers_of_one_server_share_a_keys_rate_limit(tmp_path: Path) -> None:
+    """With --workers 2 a key still gets its limit, not twice it: the buckets are shared."""
+    root = tmp_path / "models"
+    write_model(root, tabular_model("iris", 1))
+    ws = Workspace.init(tmp_path / "ws")
+    secret = Keys(ws.meta).create("nightly", "predict", rate_limit=0.01).secret  # burst: 1
+    args = ["iris:production", "--source", SOURCE, "--workers", "2"]
+    with ServerProcess(args, workspace=ws.root, models_root=root) as proc:
+        answers: dict[str, list[int]] = {}
+        for _ in range(60):  # fresh connections until both workers have answered
+            r = httpx.post(f"{proc.url}/predict/iris", json=ROWS, headers=_auth(secret))
+            answers.setdefault(r.headers["x-served-by"], []).append(r.status_code)
+            if len(answers) == 2 and sum(map(len, answers.values())) >= 6:
+                break
+    ws.close()
+    assert len(answers) == 2
+    codes = [code for worker in answers.values() for code in worker]
+    assert codes.count(200) == 1 and set(codes) == {200, 429}

@@ -131,7 +131,7 @@ def create_key(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")] = "default",
     scope: Annotated[str, typer.Option(help="predict or admin.")] = "predict",
     rate_limit: Annotated[
-        float | None, typer.Option(help="Requests per second (per worker).")
+        float | None, typer.Option(help="Requests per second, for all workers together.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:

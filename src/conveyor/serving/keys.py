@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from conveyor.core.errors import AuthError, ServerBusyError, ServingError
+from conveyor.serving.metrics import MULTIPROC_ENV
+from conveyor.serving.ratelimit import TokenBuckets
 from conveyor.serving.records import ApiKeyRecord
 from conveyor.storage.metadata import MetadataStore
 
@@ -116,8 +117,8 @@ class KeyChecker:
         self._keys = keys
         self._rows = keys.records()
         self._verified: dict[bytes, str] = {}  # sha256(token) -> key id
-        self._buckets: dict[str, list[float]] = {}  # key id -> [tokens, last refill]
-        self._lock = threading.Lock()
+        # the workers of one server share a folder (and so the buckets); alone: in memory
+        self._buckets = TokenBuckets(os.environ.get(MULTIPROC_ENV))
 
     def refresh(self) -> None:
         """Reload the rows (revocations, new keys); called every few seconds off the loop."""
@@ -151,23 +152,19 @@ class KeyChecker:
         return _key(record)
 
     def spend(self, key: ApiKey) -> None:
-        """Take one request from the key's token bucket (burst = one second's worth)."""
+        """Take one request from the key's token bucket (burst = one second's worth),
+        shared by all the server's worker processes."""
         rate = key.rate_limit
         if rate is None:
             return
-        now = time.monotonic()
-        with self._lock:
-            bucket = self._buckets.setdefault(key.id, [max(rate, 1.0), now])
-            bucket[0] = min(max(rate, 1.0), bucket[0] + (now - bucket[1]) * rate)
-            bucket[1] = now
-            if bucket[0] < 1.0:
-                raise ServerBusyError(
-                    f"API key {key.id} is over its rate limit of {rate:g} requests/s",
-                    "slow down or ask for a higher limit",
-                    retry_after=(1.0 - bucket[0]) / rate,
-                    status=429,
-                )
-            bucket[0] -= 1.0
+        wait = self._buckets.take(key.id, rate)
+        if wait is not None:
+            raise ServerBusyError(
+                f"API key {key.id} is over its rate limit of {rate:g} requests/s",
+                "slow down or ask for a higher limit",
+                retry_after=wait,
+                status=429,
+            )
 
 
 def token_of(authorization: str | None, api_key: str | None) -> str | None:

@@ -1,0 +1,39 @@
+"""Token buckets: the limit holds per key, refills with time, and is shared by processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+from conveyor.serving.ratelimit import TokenBuckets
+
+
+def test_a_key_gets_its_burst_then_waits() -> None:
+    buckets = TokenBuckets()
+    allowed = [buckets.take("abc", 5.0) is None for _ in range(8)]
+    assert allowed == [True] * 5 + [False] * 3
+    wait = buckets.take("abc", 5.0)
+    assert wait is not None and 0 < wait <= 0.2
+    assert buckets.take("other", 5.0) is None  # limits are per key
+    time.sleep(0.25)
+    assert buckets.take("abc", 5.0) is None  # refilled
+
+
+def _spend(folder: str, tries: int, out: multiprocessing.Queue[int]) -> None:
+    buckets = TokenBuckets(folder)
+    out.put(sum(buckets.take("shared", 0.01) is None for _ in range(tries)))
+    buckets.close()
+
+
+def test_processes_sharing_a_folder_share_the_limit(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[int] = ctx.Queue()
+    procs = [ctx.Process(target=_spend, args=(str(tmp_path), 40, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    # a burst of one request and a refill of one per 100 s: one request in all, where
+    # buckets of each process's own would allow one per process
+    assert sum(out.get(timeout=10) for _ in procs) == 1
