@@ -116,4 +116,5 @@ def downgrade() -> None:
                 for p in points
             ],
         )
-    op.drop_table("run_metric_blocks")  # rollups stay empty: charts read points then
+    # The rollups are not rebuilt: an older Conveyor would chart long metrics from none.
+    op.drop_table("run_metric_blocks")
