@@ -58,6 +58,7 @@ Prediction = tuple[
     np.ndarray,  # features: the model input after preprocessing
     "list[Any]",  # outputs: the answers, one per row
 ]
+_WARM_UP: Prediction = (0.0, "", "", 0, "", 0.0, None, np.zeros((1, 1), np.float32), [{}])
 _MODEL: Final = 2
 _VERSION: Final = 3
 _OUTPUTS: Final = 8
@@ -73,11 +74,11 @@ class PredictionLog:
         policy: LogPolicy | None = None,
         worker: str | None = None,
     ) -> None:
-        # imported now, not by the writer thread while it shares the GIL with requests
-        import pyarrow.parquet  # noqa: F401
-
-        from conveyor.serving import predictions  # noqa: F401
-
+        # one throw-away table now: what the writer's first one imports (pyarrow.compute,
+        # and pandas, which pyarrow looks for on its first array: ~0.3 s) is then loaded
+        # before the server freezes start-up objects (gc.freeze; else every full
+        # collection walks them) and not by the writer while it shares the GIL
+        _parquet_bytes(to_table([_WARM_UP]))
         self.policy = policy or LogPolicy()
         self.worker = worker or f"{uuid.uuid4().hex[:8]}"
         self._meta = meta
