@@ -255,7 +255,8 @@ def server(c: Contender, model: str) -> Iterator[tuple[str, float, psutil.Proces
         "MKL_NUM_THREADS": "1",
         "TMPDIR": tmp,
         "BENCH_STATS": f"{tmp}/stats.json",
-        "PYTHONPATH": str(HERE),
+        # the caller's PYTHONPATH kept behind HERE: a worktree's src, not the editable install
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
         "RAY_USAGE_STATS_ENABLED": "0",
         "BENTOML_DO_NOT_TRACK": "True",
         **c.env(model),

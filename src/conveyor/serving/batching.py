@@ -29,7 +29,6 @@ in it runs alone, so one bad request fails alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -237,6 +236,7 @@ class Batcher:
         deadline = time.perf_counter() + budget
         wake = self._wake
         assert wake is not None
+        loop = asyncio.get_running_loop()
         while (
             self.queued_rows < policy.max_batch_size
             and self._queued_items < self._last_items
@@ -247,8 +247,12 @@ class Batcher:
                 return  # nobody is expected in time: run what is here
             wake.clear()
             before = self.queued_rows
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), min(left, 2.0 * self._gap_s))
+            # a timer that sets the same event: wait_for would build a Task per batch
+            timer = loop.call_later(min(left, 2.0 * self._gap_s), wake.set)
+            try:
+                await wake.wait()
+            finally:
+                timer.cancel()
             if self.queued_rows == before:
                 return  # the expected arrival did not come
 

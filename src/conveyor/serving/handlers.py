@@ -35,7 +35,7 @@ from conveyor.serving import payloads, v2
 from conveyor.serving.batching import Result, Retired
 from conveyor.serving.keys import ApiKey, KeyChecker, token_of
 from conveyor.serving.options import ServeOptions
-from conveyor.serving.predlog import Prediction, PredictionLog
+from conveyor.serving.predlog import PredictionLog
 from conveyor.serving.router import Deployment, ModelRoute, Router
 
 log = logging.getLogger(__name__)
@@ -141,12 +141,20 @@ class Handlers:
                 dep, role = route.pick(sticky)
                 x = self._predict_input(dep, rows, images)
                 try:
-                    out, preds = await dep.batcher.submit(x)
+                    pending = dep.batcher.submit(x)  # a swap raises Retired here, not later
                     break
                 except Retired:
                     continue
             else:
                 raise ServerBusyError("the model is being swapped", "retry", retry_after=1.0)
+            tensors = images is None and dep.model.preprocessing.kind == "none"
+            raw = None if tensors else (rows if rows is not None else images)
+            shadow = route.shadow
+            if shadow is None and raw is None:
+                # parsed JSON left alive while the request waits is traversed by every
+                # garbage collection meanwhile (a 32-row request: 33 lists); x holds it now
+                rows = None
+            out, preds = await pending
             if b"scores=all" in scope.get("query_string", b""):
                 preds = dep.answerer.predictions(out, all_scores=True)
             body = orjson.dumps(
@@ -161,14 +169,11 @@ class Handlers:
             dep.metrics.answered(200, len(out), seconds)
             await respond(send, 200, body, rid)
             plog = self.predictions
-            logged = plog is not None and plog.wants()  # the sampling draw, once
-            if logged or route.shadow is not None:
-                raw = (
-                    None
-                    if images is None and dep.model.preprocessing.kind == "none"
-                    else (rows if rows is not None else images)
-                )
-                self._after(route, dep, role, rid, at, seconds, raw, x, preds, rows, images, logged)
+            if plog is not None and plog.wants():
+                model = dep.model
+                plog.record(at, rid, model.name, model.version, role, seconds, raw, x, preds)
+            if shadow is not None and shadow is not dep:
+                self._start_shadow(shadow, dep, rid, at, raw, x, rows, images)
         except ServingError as e:
             await self._error(send, e, dep, rid, start)
 
@@ -251,53 +256,33 @@ class Handlers:
             seconds = time.perf_counter() - start
             dep.metrics.answered(200, len(out), seconds)
             await respond(send, 200, body, rid)
-            if self.predictions is not None and self.predictions.wants():
-                self._log(dep, role, rid, at, seconds, raw or None, x, preds)
+            plog = self.predictions
+            if plog is not None and plog.wants():
+                model = dep.model
+                plog.record(
+                    at, rid, model.name, model.version, role, seconds, raw or None, x, preds
+                )
         except ServingError as e:
             await self._error(send, e, dep, rid, start, v2_style=True)
 
     # -- after the answer -------------------------------------------------------------------
 
-    def _after(
+    def _start_shadow(
         self,
-        route: ModelRoute,
+        shadow: Deployment,
         dep: Deployment,
-        role: str,
         rid: str,
         at: float,
-        seconds: float,
         raw: list[Any] | None,
         x: np.ndarray,
-        preds: list[Any],
         rows: list[Any] | None,
         images: list[bytes] | None,
-        logged: bool,
     ) -> None:
-        if logged:
-            self._log(dep, role, rid, at, seconds, raw, x, preds)
-        shadow = route.shadow
-        if shadow is not None and shadow is not dep:
-            task = asyncio.get_running_loop().create_task(
-                self._shadow(shadow, rid, at, raw, x, dep, rows, images)
-            )
-            self._shadow_tasks.add(task)
-            task.add_done_callback(self._shadow_tasks.discard)
-
-    def _log(
-        self,
-        dep: Deployment,
-        role: str,
-        rid: str,
-        at: float,
-        seconds: float,
-        raw: list[Any] | None,
-        x: np.ndarray,
-        preds: list[Any],
-    ) -> None:
-        assert self.predictions is not None
-        self.predictions.record(
-            Prediction(at, rid, dep.model.name, dep.version, role, seconds, raw, x, preds)
+        task = asyncio.get_running_loop().create_task(
+            self._shadow(shadow, rid, at, raw, x, dep, rows, images)
         )
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
 
     async def _shadow(
         self,
@@ -319,7 +304,10 @@ class Handlers:
             seconds = time.perf_counter() - start
             shadow.metrics.answered(200, len(out), seconds)
             if self.predictions is not None:
-                self._log(shadow, "shadow", rid, at, seconds, raw, sx, preds)
+                model = shadow.model
+                self.predictions.record(
+                    at, rid, model.name, model.version, "shadow", seconds, raw, sx, preds
+                )
         except (ServingError, Retired) as e:
             shadow.metrics.failed(type(e).__name__)
         except Exception:
@@ -349,17 +337,18 @@ class Handlers:
 
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process answered (x-served-by)
-_SERVED_BY = WORKER.encode()
+_SERVED_BY = (b"x-served-by", WORKER.encode())
+_CONTENT_TYPE = (b"content-type", _JSON)
 
 
 async def respond(
     send: Send, status: int, body: bytes, rid: str, retry_after: float | None = None
 ) -> None:
     headers = [
-        (b"content-type", _JSON),
-        (b"content-length", str(len(body)).encode()),
+        _CONTENT_TYPE,
+        (b"content-length", b"%d" % len(body)),
         (b"x-request-id", rid.encode("latin-1", "replace")),
-        (b"x-served-by", _SERVED_BY),
+        _SERVED_BY,
     ]
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
@@ -371,7 +360,10 @@ def _json_rows(data: bytes) -> list[Any]:
     """The rows of a JSON body, flagged to be checked value by value when it holds true
     or false (numbers only are the common case)."""
     rows = payloads.rows_of(payloads.parse_json(data))
-    return _Flagged(rows) if b"true" in data or b"false" in data else rows
+    # one byte search first: both words hold an "e", rows of plain decimals none
+    if b"e" in data and (b"true" in data or b"false" in data):
+        return _Flagged(rows)
+    return rows
 
 
 class _Flagged(list[Any]):

@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import orjson
@@ -45,19 +45,23 @@ class LogPolicy:
     max_pending: int = 200_000
 
 
-@dataclass(slots=True)
-class Prediction:
-    """One request's worth of log rows, as the request path hands it over (no copies)."""
-
-    at: float  # unix time the request arrived
-    request_id: str
-    model: str
-    version: int
-    role: str  # "primary", "canary" or "shadow"
-    latency_s: float
-    inputs: list[Any] | None  # raw rows (JSON values, image bytes); None: same as features
-    features: np.ndarray  # the model input after preprocessing
-    outputs: list[dict[str, Any]]
+# One request's worth of log rows, as the request path hands it over (no copies): a plain
+# tuple, cheaper to build than an object and unpacked by `to_table` with one zip.
+Prediction = tuple[
+    float,  # at: unix time the request arrived
+    str,  # request id
+    str,  # model
+    int,  # version
+    str,  # role: "primary", "canary", "pinned" or "shadow"
+    float,  # latency in seconds
+    "list[Any] | None",  # raw rows (JSON values, image bytes); None: same as features
+    np.ndarray,  # features: the model input after preprocessing
+    "list[Any]",  # outputs: the answers, one per row
+]
+_WARM_UP: Prediction = (0.0, "", "", 0, "", 0.0, None, np.zeros((1, 1), np.float32), [{}])
+_MODEL: Final = 2
+_VERSION: Final = 3
+_OUTPUTS: Final = 8
 
 
 class PredictionLog:
@@ -70,11 +74,11 @@ class PredictionLog:
         policy: LogPolicy | None = None,
         worker: str | None = None,
     ) -> None:
-        # imported now, not by the writer thread while it shares the GIL with requests
-        import pyarrow.parquet  # noqa: F401
-
-        from conveyor.serving import predictions  # noqa: F401
-
+        # one throw-away table now: what the writer's first one imports (pyarrow.compute,
+        # and pandas, which pyarrow looks for on its first array: ~0.3 s) is then loaded
+        # before the server freezes start-up objects (gc.freeze; else every full
+        # collection walks them) and not by the writer while it shares the GIL
+        _parquet_bytes(to_table([_WARM_UP]))
         self.policy = policy or LogPolicy()
         self.worker = worker or f"{uuid.uuid4().hex[:8]}"
         self._meta = meta
@@ -94,12 +98,25 @@ class PredictionLog:
         sample = self.policy.sample
         return sample >= 1.0 or (sample > 0.0 and random.random() < sample)
 
-    def record(self, prediction: Prediction) -> None:
-        rows = len(prediction.outputs)
+    def record(
+        self,
+        at: float,
+        request_id: str,
+        model: str,
+        version: int,
+        role: str,
+        latency_s: float,
+        inputs: list[Any] | None,
+        features: np.ndarray,
+        outputs: list[Any],
+    ) -> None:
+        rows = len(outputs)
         if self._pending_rows + rows > self.policy.max_pending:
             self.dropped += rows
             return
-        self._pending.append(prediction)
+        self._pending.append(
+            (at, request_id, model, version, role, latency_s, inputs, features, outputs)
+        )
         self._pending_rows += rows
         if self._pending_rows >= self.policy.flush_rows:
             self._wake.set()
@@ -131,25 +148,25 @@ class PredictionLog:
         batch = [self._pending.popleft() for _ in range(len(self._pending))]
         if not batch:
             return
-        self._pending_rows = max(0, self._pending_rows - sum(len(p.outputs) for p in batch))
+        self._pending_rows = max(0, self._pending_rows - sum(len(p[_OUTPUTS]) for p in batch))
         by_version: dict[tuple[str, int], list[Prediction]] = {}
         for p in batch:
-            by_version.setdefault((p.model, p.version), []).append(p)
+            by_version.setdefault((p[_MODEL], p[_VERSION]), []).append(p)
         for (model, version), predictions in by_version.items():
             try:
                 self._write_file(model, version, predictions)
             except Exception:
                 if self._pending_rows < self.policy.max_pending:  # keep them for the retry
                     self._pending.extendleft(reversed(predictions))
-                    self._pending_rows += sum(len(p.outputs) for p in predictions)
+                    self._pending_rows += sum(len(p[_OUTPUTS]) for p in predictions)
                 raise
 
     def _write_file(self, model: str, version: int, predictions: list[Prediction]) -> None:
         table = to_table(predictions)
         data = _parquet_bytes(table)
         stored = self._objects.put_bytes(data)
-        first = min(p.at for p in predictions)
-        last = max(p.at for p in predictions)
+        first = min(p[0] for p in predictions)
+        last = max(p[0] for p in predictions)
         with self._meta.write() as s:
             index_objects(s, [(stored.digest, stored.size)], PARQUET_MEDIA_TYPE)
             s.add(
@@ -178,26 +195,27 @@ def to_table(predictions: list[Prediction]) -> Any:
 
     from conveyor.serving.predictions import SCHEMA
 
-    counts = np.fromiter((len(p.outputs) for p in predictions), np.int64, len(predictions))
+    at, request_ids, models, versions, roles, latencies, inputs, features, outputs = zip(
+        *predictions, strict=True
+    )
+    counts = np.fromiter(map(len, outputs), np.int64, len(predictions))
     total = int(counts.sum())
-    at_us = np.repeat(np.fromiter((p.at * 1e6 for p in predictions), np.float64), counts)
-    outputs = [o for p in predictions for o in p.outputs]
+    at_us = np.repeat(np.array(at, np.float64) * 1e6, counts)
+    rows = [o for answers in outputs for o in answers]
     owners = _owners(counts)
     columns = {
         "at": pa.array(at_us.astype(np.int64), pa.timestamp("us", tz="UTC")),
-        "request_id": pa.array([p.request_id for p in predictions]).take(owners),
+        "request_id": pa.array(request_ids, pa.string()).take(owners),
         "row": pa.array(_row_numbers(counts)),
-        "model": pa.array([p.model for p in predictions]).take(owners),
-        "version": pa.array(np.repeat([p.version for p in predictions], counts).astype(np.int32)),
-        "role": pa.array([p.role for p in predictions]).take(owners),
-        "latency_ms": pa.array(
-            np.repeat([p.latency_s * 1000.0 for p in predictions], counts).astype(np.float32)
-        ),
-        "input": pa.array(_inputs(predictions, total), pa.string()),
-        "features": _features_array([p.features for p in predictions], counts),
-        "label": pa.array([o.get("label") for o in outputs], pa.string()),
-        "score": pa.array([o.get("score") for o in outputs], pa.float32()),
-        "value": _values(outputs),
+        "model": pa.array(models, pa.string()).take(owners),
+        "version": pa.array(np.repeat(np.array(versions), counts).astype(np.int32)),
+        "role": pa.array(roles, pa.string()).take(owners),
+        "latency_ms": pa.array(np.repeat(np.array(latencies) * 1000.0, counts).astype(np.float32)),
+        "input": pa.array(_inputs(inputs, counts, total), pa.string()),
+        "features": _features_array(list(features), counts),
+        "label": pa.array([o.get("label") for o in rows], pa.string()),
+        "score": pa.array([o.get("score") for o in rows], pa.float32()),
+        "value": _values(rows),
     }
     return pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA)
 
@@ -214,17 +232,19 @@ def _owners(counts: np.ndarray) -> Any:
     return np.repeat(np.arange(len(counts)), counts)
 
 
-def _inputs(predictions: list[Prediction], total: int) -> list[str | None]:
+def _inputs(
+    inputs: tuple[list[Any] | None, ...], counts: np.ndarray, total: int
+) -> list[str | None]:
     """Raw inputs as JSON for tables and images; None where `features` already is the
     input (tensor rows), so the log does not hold the same numbers twice."""
-    if all(p.inputs is None for p in predictions):
+    if all(raw is None for raw in inputs):
         return [None] * total
     out: list[str | None] = []
-    for p in predictions:
-        if p.inputs is None:
-            out.extend([None] * len(p.outputs))
+    for raw, n in zip(inputs, counts.tolist(), strict=True):
+        if raw is None:
+            out.extend([None] * n)
         else:
-            out.extend(_input_json(value) for value in p.inputs[: len(p.outputs)])
+            out.extend(_input_json(value) for value in raw[:n])
     return out
 
 
