@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import math
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import get_worker_info
 
 try:
     import cv2 as _cv2
@@ -87,11 +89,22 @@ def _decode_cv2(data: bytes | np.ndarray, mode: str | None) -> np.ndarray | None
 def images_to_tensor(arrays: list[np.ndarray], layout: Layout) -> torch.Tensor | list[torch.Tensor]:
     """Stack same-sized images into (B,H,W,C) or (B,C,H,W); mixed sizes stay a list."""
     if len({a.shape for a in arrays}) == 1:
-        stacked = torch.from_numpy(np.stack(arrays))
+        stacked = _batch_buffer((len(arrays), *arrays[0].shape))
+        np.stack(arrays, out=stacked.numpy())
         # CHW is a view in PyTorch's channels_last memory format: no copy, and the layout
         # convolutions run fastest on; `.contiguous()` gives the plain layout if needed.
         return stacked.permute(0, 3, 1, 2) if layout == "CHW" else stacked
     return [image_to_tensor(a, layout) for a in arrays]
+
+
+def _batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
+    """A uint8 tensor to stack a batch into. In a DataLoader worker it is allocated in
+    shared memory, as torch's own collate does: sending it to the training process then
+    moves no bytes (a plain tensor is copied into shared memory on the way)."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape))  # type: ignore[no-untyped-call]
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
 
 
 def image_to_tensor(array: np.ndarray, layout: Layout) -> torch.Tensor:
