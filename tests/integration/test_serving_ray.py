@@ -26,40 +26,10 @@ def ray_head(ray_cluster: RayCluster) -> str:
     return ray_cluster.gcs
 
 
-def test_two_ray_replicas_serve_the_same_app(ray_head: str, tmp_path: Path) -> None:
-    root = tmp_path / "models"
-    write_model(root, tabular_model("iris", 1))
-    args = [
-        "iris:production",
-        "--source",
-        SOURCE,
-        "--backend",
-        "ray",
-        "--replicas",
-        "2",
-        "--max-replicas",
-        "3",
-    ]
-    env = {"RAY_ADDRESS": ray_head, "CONVEYOR_RAY_CPUS": "0.25"}
-    with ServerProcess(args, models_root=root, env=env, ready_timeout=180) as proc:
-        replicas = set()
-        for _ in range(60):
-            with httpx.Client(base_url=proc.url, timeout=30) as c:
-                r = c.post("/predict/iris", json={"rows": random_rows(2)})
-            assert r.status_code == 200, r.text
-            assert r.json()["version"] == 1 and len(r.json()["predictions"]) == 2
-            replicas.add(r.headers["x-served-by"])
-            if len(replicas) == 2:
-                break
-        assert len(replicas) == 2
-        bad = httpx.post(f"{proc.url}/predict/iris", json={"rows": [[1, 2]]})
-        assert bad.status_code == 422 and bad.json()["field"] == "rows[0]"
-        meta = httpx.get(f"{proc.url}/v2/models/iris").json()
-        assert meta["inputs"][0]["shape"] == [-1, 4]
-
-
 def test_ray_autoscales_up_on_queue_depth(ray_head: str, tmp_path: Path) -> None:
-    """One replica, room for two: sustained load past the queue target adds the second."""
+    """One replica, room for two: sustained load past the queue target adds the second,
+    and both answer the same app. (One Serve app per test session: Ray Serve keeps the
+    HTTP port of the first one started on a cluster.)"""
     root = tmp_path / "models"
     write_model(root, tabular_model("iris", 1))
     args = ["iris:production", "--source", SOURCE, "--backend", "ray"]
@@ -87,3 +57,7 @@ def test_ray_autoscales_up_on_queue_depth(ray_head: str, tmp_path: Path) -> None
             for c in clients:
                 c.result()
         assert len(served_by) == 2, f"still one replica after the load: {served_by}"
+        bad = httpx.post(f"{proc.url}/predict/iris", json={"rows": [[1, 2]]})
+        assert bad.status_code == 422 and bad.json()["field"] == "rows[0]"
+        meta = httpx.get(f"{proc.url}/v2/models/iris").json()
+        assert meta["inputs"][0]["shape"] == [-1, 4]
