@@ -162,11 +162,8 @@ def _metric_ids(
 
 def _insert_blocks(session: Session, blocks: list[Block]) -> None:
     """Insert packed blocks; one already stored (the same batch again) is left as it is."""
-    if session.get_bind().dialect.name == "postgresql":
-        # %b: the blob goes over the wire as binary, not as hex text the server decodes
-        sql = _BLOCK_INSERT.replace("?", "%s")[:-3] + "%b) ON CONFLICT DO NOTHING"
-    else:
-        sql = _BLOCK_INSERT.replace("INSERT", "INSERT OR IGNORE")
+    postgres = session.get_bind().dialect.name == "postgresql"
+    sql = _POSTGRES_BLOCK_INSERT if postgres else _SQLITE_BLOCK_INSERT
     driver: Any = session.connection().connection.dbapi_connection
     cursor = driver.cursor()  # the driver's own cursor, in the session's transaction
     try:
@@ -175,9 +172,11 @@ def _insert_blocks(session: Session, blocks: list[Block]) -> None:
         cursor.close()
 
 
-_BLOCK_INSERT = (
-    "INSERT INTO run_metric_blocks (metric_id, first_seq, last_seq, count, points) "
-    "VALUES (?, ?, ?, ?, ?)"
+_COLUMNS = "run_metric_blocks (metric_id, first_seq, last_seq, count, points)"
+_SQLITE_BLOCK_INSERT = f"INSERT OR IGNORE INTO {_COLUMNS} VALUES (?, ?, ?, ?, ?)"
+# %b: the blob goes over the wire as binary, not as hex text the server decodes
+_POSTGRES_BLOCK_INSERT = (
+    f"INSERT INTO {_COLUMNS} VALUES (%s, %s, %s, %s, %b) ON CONFLICT DO NOTHING"
 )
 
 
