@@ -64,6 +64,18 @@ def test_cpu_usage_counts_cpu_time_energy_and_cost() -> None:
     assert not usage.energy_measured
 
 
+def test_a_run_shorter_than_a_clock_tick_still_costs_something() -> None:
+    # os.times counts 10 ms ticks: a few milliseconds of work used to read as free
+    for _ in range(5):
+        with UsageMeter("cpu") as meter:
+            end = time.process_time() + 0.002
+            while time.process_time() < end:
+                pass
+        usage = meter.usage()
+        assert 0.0015 <= usage.device_seconds < 0.05
+        assert usage.cost_usd is not None and usage.cost_usd > 0
+
+
 class FakeNvml(types.ModuleType):
     """The few pynvml calls the sampler makes: one GPU drawing 100 W, no energy counter."""
 
