@@ -256,6 +256,8 @@ def test_two_workers_never_take_the_same_job(workspace: Workspace) -> None:
 
 
 def _worker(root: Path, executor: str) -> subprocess.Popen[bytes]:
+    """A `conveyor jobs worker` in its own session; on SIGABRT it prints every thread's
+    stack (faulthandler), which `_stop` collects when a worker will not stop."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -270,10 +272,25 @@ def _worker(root: Path, executor: str) -> subprocess.Popen[bytes]:
             *FAST,
         ],
         cwd=REPO,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+
+
+def _stop(worker: subprocess.Popen[bytes], within_s: float = 60) -> int:
+    """SIGTERM a worker and wait for it; if it hangs, fail with where it hangs."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        _, err = worker.communicate(timeout=within_s)  # reads stderr so a full pipe cannot block it
+    except subprocess.TimeoutExpired:
+        worker.send_signal(signal.SIGABRT)
+        _, err = worker.communicate(timeout=30)
+        raise AssertionError(
+            f"the worker did not stop within {within_s:g} s of SIGTERM:\n{err.decode()[-8000:]}"
+        ) from None
+    return worker.returncode
 
 
 def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
@@ -300,8 +317,7 @@ def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
         try:
             done = ws.jobs.wait(job.id, 120)
         finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(60)
+            _stop(second)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
@@ -323,8 +339,7 @@ def test_stopping_a_worker_requeues_its_jobs(ws: Workspace, tmp_path: Path) -> N
         while "start j" not in (events.read_text() if events.exists() else ""):
             assert worker.poll() is None
             time.sleep(0.05)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(60) == 0
+        assert _stop(worker) == 0
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)

@@ -6,6 +6,9 @@ the user can fix (wrong URL, missing workspace, unreachable service...).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -77,7 +80,30 @@ app.add_typer(serve_commands.keys_app, name="keys")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; turn every error into one line and the right exit code."""
+    """Run the CLI; turn every error into one line and the right exit code.
+
+    Run as the process itself (no `argv`), it leaves with `os._exit` once the exit
+    handlers have run: a native thread pool torn down with the interpreter can abort an
+    exit that was already decided ("terminate called without an active exception",
+    apache/arrow#34314), turning exit code 2 into a crash. Called with `argv`, it raises
+    SystemExit as usual.
+    """
+    try:
+        _run(argv)
+    except SystemExit as e:
+        if argv is not None:
+            raise
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int | None):
+            print(e.code, file=sys.stderr)
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
+                stream.flush()
+        os._exit(code)
+
+
+def _run(argv: list[str] | None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv)
     try:
         result = app(args=argv, standalone_mode=False)
