@@ -64,6 +64,29 @@ def test_workers_change_nothing_but_speed(pics: Workspace, tmp_path: Path) -> No
     assert sorted(orders[0]) == list(range(version.rows))
 
 
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+def test_batches_a_loop_keeps_stay_intact(pics: Workspace, tmp_path: Path, layout: str) -> None:
+    # Workers reuse a few shared-memory slots for their batches. A loop that keeps every
+    # batch (more than the slots) must still see each one as it was handed out.
+    version = pics.datasets.get("pics")
+    kwargs = loader_kwargs(tmp_path, batch_size=32, seed=5, image_layout=layout)
+    expected = {
+        int(i): image.clone()
+        for batch in version.loader(num_workers=0, **kwargs)
+        for i, image in zip(batch["index"], batch["image"], strict=True)
+    }
+    kept = list(version.loader(num_workers=2, **kwargs))
+    assert len(kept) == 47
+    for batch in kept:
+        assert batch["image"].shape[1:] == ((1, 24, 24) if layout == "CHW" else (24, 24, 1))
+        for i, image in zip(batch["index"], batch["image"], strict=True):
+            assert torch.equal(image, expected[int(i)])
+    # and one that drops each batch at once gets the same images through reused slots
+    for batch in version.loader(num_workers=2, **kwargs):
+        for i, image in zip(batch["index"], batch["image"], strict=True):
+            assert torch.equal(image, expected[int(i)])
+
+
 def test_epochs_reshuffle(pics: Workspace, tmp_path: Path) -> None:
     loader = pics.datasets.get("pics").loader(
         batch_size=500, columns=["label"], **loader_kwargs(tmp_path)

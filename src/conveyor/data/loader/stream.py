@@ -19,19 +19,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from conveyor.core.errors import ConveyorError
 from conveyor.data.loader.cache import ShardCache
 from conveyor.data.loader.columns import Column, Values, gather, group_columns
-from conveyor.data.loader.decode import (
-    Layout,
-    column_to_tensor,
-    decode_image,
-    image_to_tensor,
-    images_to_tensor,
-)
+from conveyor.data.loader.decode import Layout, decode_image, image_to_tensor
+from conveyor.data.loader.handoff import Arrays, maps, opened, to_batch
 from conveyor.data.loader.plan import Batch, EpochPlan, Even, make_blocks, rank_batches
 from conveyor.data.loader.ranges import read_footer, read_group
 from conveyor.data.manifest import ByteRange
@@ -104,14 +98,22 @@ class ShardStream(IterableDataset[dict[str, Any]]):
         if spec.transform is not None:
             return _collate([spec.transform(s) for s in _samples(columns, spec, ids)])
         out: dict[str, Any] = {}
+        arrays: Arrays = []
         for name, values in columns.items():
             if name == spec.image_column and not isinstance(values, np.ndarray):
-                arrays = [decode_image(b, spec.image_mode) for b in values]
-                out[name] = images_to_tensor(arrays, spec.image_layout)
+                images = [decode_image(b, spec.image_mode) for b in values]
+                if len({a.shape for a in images}) == 1:
+                    arrays.append((name, images))
+                else:  # mixed sizes stay a list
+                    out[name] = [image_to_tensor(a, spec.image_layout) for a in images]
+            elif isinstance(values, np.ndarray):
+                floats = values.dtype.kind == "f"
+                arrays.append((name, values.astype(np.float32) if floats else values))
             else:
-                out[name] = column_to_tensor(values, name)
+                out[name] = values
         if spec.with_index:
-            out["index"] = torch.from_numpy(ids.copy())
+            arrays.append(("index", ids.copy()))
+        out.update(to_batch(arrays, spec.image_layout))
         return out
 
 
@@ -337,9 +339,13 @@ class Loader:
             prefetch_factor=self.prefetch_factor,
             pin_memory=self.pin_memory,
         )
-        for batch in loader:
-            self.consumed += 1
-            yield batch
+        workers: set[str] = set()
+        try:
+            for batch in loader:
+                self.consumed += 1
+                yield opened(batch, workers)
+        finally:
+            maps.forget(workers)
         self.set_epoch(self.epoch + 1)
 
     @property
