@@ -87,6 +87,26 @@ def test_batches_a_loop_keeps_stay_intact(pics: Workspace, tmp_path: Path, layou
             assert torch.equal(image, expected[int(i)])
 
 
+def test_each_row_group_is_read_once_per_epoch(
+    pics: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # batches straddle windows (8, 16, 16... row groups here); none may cost a second read
+    from conveyor.data import shards
+    from conveyor.data.loader import stream
+
+    monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 8 * 1024)
+    pics.datasets.ingest(tmp_path / "imgs", "small-groups", shard_bytes=128 * 1024)
+    reads: list[int] = []
+    keep = stream._BlockReader._keep
+    monkeypatch.setattr(
+        stream._BlockReader, "_keep", lambda self, b, table: reads.append(b) or keep(self, b, table)
+    )
+    version = pics.datasets.get("small-groups")
+    loader = version.loader(batch_size=96, window=16, columns=["label"], **loader_kwargs(tmp_path))
+    assert sum(len(b["index"]) for b in loader) == version.rows
+    assert len(set(reads)) > 40 and sorted(reads) == sorted(set(reads))
+
+
 def test_epochs_reshuffle(pics: Workspace, tmp_path: Path) -> None:
     loader = pics.datasets.get("pics").loader(
         batch_size=500, columns=["label"], **loader_kwargs(tmp_path)

@@ -121,6 +121,15 @@ class EpochPlan:
     def blocks_of_window(self, w: int) -> list[Block]:
         return self._windows[w]
 
+    @cached_property
+    def window_of_block(self) -> np.ndarray:
+        """For each block (in version order), the window it is in this epoch."""
+        index = {b.start: i for i, b in enumerate(self.blocks)}
+        out = np.empty(len(self.blocks), dtype=np.int64)
+        for w, blocks in enumerate(self._windows):
+            out[[index[b.start] for b in blocks]] = w
+        return out
+
 
 @dataclass(frozen=True)
 class Batch:

@@ -201,6 +201,7 @@ class _BlockReader:
     def rows(self, ids: np.ndarray) -> dict[str, Values]:
         """The rows with these global ids, in this order, column by column."""
         block_of = np.searchsorted(self.starts, ids, side="right") - 1
+        self._forget_before(int(self.plan.window_of_block[block_of].min()))
         order = np.argsort(block_of, kind="stable")  # the batch's rows grouped by block
         cuts = np.flatnonzero(np.diff(block_of[order])) + 1
         runs = [(int(block_of[where[0]]), where) for where in np.split(order, cuts)]
@@ -252,9 +253,17 @@ class _BlockReader:
 
     def _keep(self, b: int, table: pa.Table) -> dict[str, Column]:
         self.groups[b] = group_columns(table, self.spec.label_column, self.spec.classes)
-        if len(self.groups) > self.spec.window + 8:
-            self.groups.popitem(last=False)
         return self.groups[b]
+
+    def _forget_before(self, window: int) -> None:
+        """Drop the row groups of windows this reader has moved past.
+
+        A batch needs every group of its window, and of both windows where it straddles
+        two; a fixed-size cache would drop some of them and read them again.
+        """
+        done = [b for b in self.groups if self.plan.window_of_block[b] < window]
+        for b in done:
+            del self.groups[b]
 
     def _cached_soon(self, shard: int) -> bool:
         """Whether to read from the (cached or local) file rather than by range."""
