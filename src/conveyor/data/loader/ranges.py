@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import mmap
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,15 +20,49 @@ from conveyor.data.manifest import ByteRange
 from conveyor.storage.objects import ObjectStore
 
 
+class MappedShard:
+    """A shard in a local store, memory-mapped: a row group's bytes are hashed and parsed
+    where they sit in the page cache, with no copy (reading them into memory first cost
+    two copies of every byte, a fifth of a worker's time on small PNGs)."""
+
+    def __init__(self, objects: ObjectStore, digest: str, footer: ByteRange) -> None:
+        self.objects, self.digest = objects, digest
+        try:
+            with Path(objects.path_of(digest)).open("rb") as f:
+                self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except FileNotFoundError as e:
+            raise objects._missing(digest) from e
+        except ValueError:  # an empty file cannot be mapped
+            self.map = mmap.mmap(-1, 1)
+        self.metadata = pq.read_metadata(pa.BufferReader(self._verified(footer)))
+
+    def group(self, group: int, part: ByteRange, columns: list[str]) -> pa.Table:
+        self._verified(part)
+        source = pa.BufferReader(pa.py_buffer(self.map))
+        return pq.ParquetFile(source, metadata=self.metadata).read_row_group(
+            group, columns=columns, use_threads=False
+        )
+
+    def _verified(self, part: ByteRange) -> memoryview:
+        view = memoryview(self.map)[part.offset : part.offset + part.length]
+        if len(view) != part.length or hashlib.sha256(view).hexdigest() != part.sha256:
+            raise _corrupt(self.objects, self.digest, part)
+        return view
+
+
+def _corrupt(objects: ObjectStore, digest: str, part: ByteRange) -> ObjectCorruptedError:
+    return ObjectCorruptedError(
+        f"shard {digest[:12]}… in {objects.url} is corrupt "
+        f"(bytes {part.offset}+{part.length} do not match the manifest)",
+        "restore it from a backup or recreate the dataset version",
+    )
+
+
 @RETRY_TRANSIENT
 def fetch_verified(objects: ObjectStore, digest: str, part: ByteRange) -> bytes:
     data = objects.read_range(digest, part.offset, part.length)
     if hashlib.sha256(data).hexdigest() != part.sha256:
-        raise ObjectCorruptedError(
-            f"shard {digest[:12]}… in {objects.url} is corrupt "
-            f"(bytes {part.offset}+{part.length} do not match the manifest)",
-            "restore it from a backup or recreate the dataset version",
-        )
+        raise _corrupt(objects, digest, part)
     return data
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +28,7 @@ from conveyor.data.loader.columns import Column, Values, gather, group_columns
 from conveyor.data.loader.decode import Layout, decode_image, image_to_tensor
 from conveyor.data.loader.handoff import Arrays, maps, opened, to_batch
 from conveyor.data.loader.plan import Batch, EpochPlan, Even, make_blocks, rank_batches
-from conveyor.data.loader.ranges import read_footer, read_group
+from conveyor.data.loader.ranges import MappedShard, read_footer, read_group
 from conveyor.data.manifest import ByteRange
 from conveyor.storage.objects import ObjectStore
 
@@ -158,6 +159,8 @@ class _BlockReader:
         self.groups: OrderedDict[int, dict[str, Column]] = OrderedDict()
         self.files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self.footers: dict[int, pq.FileMetaData] = {}
+        self.mapped: dict[int, MappedShard] = {}  # local store: shards mapped, not read
+        self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(PREFETCH_SHARDS, thread_name_prefix="conveyor-prefetch")
         self.readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="conveyor-read")
         self.futures: dict[int, Future[Path]] = {}
@@ -277,12 +280,25 @@ class _BlockReader:
 
     def _ranged(self, shard: int, group: int, columns: list[str]) -> pa.Table:
         footer, parts = self.spec.ranges[shard]  # type: ignore[misc]
+        if self.cache.objects.is_local:
+            return self._mapped(shard).group(group, parts[group], columns)
         digest = self.spec.shards[shard]
         size = footer.offset + footer.length
         metadata = self._footer(shard)
         return read_group(self.cache.objects, digest, metadata, group, parts[group], size, columns)
 
+    def _mapped(self, shard: int) -> MappedShard:
+        if shard not in self.mapped:
+            footer, _ = self.spec.ranges[shard]  # type: ignore[misc]
+            with self.lock:  # reader threads: map each shard once
+                if shard not in self.mapped:
+                    digest = self.spec.shards[shard]
+                    self.mapped[shard] = MappedShard(self.cache.objects, digest, footer)
+        return self.mapped[shard]
+
     def _footer(self, shard: int) -> pq.FileMetaData:
+        if self.cache.objects.is_local:
+            return self._mapped(shard).metadata
         if shard not in self.footers:
             footer, _ = self.spec.ranges[shard]  # type: ignore[misc]
             self.footers[shard] = read_footer(self.cache.objects, self.spec.shards[shard], footer)
