@@ -17,10 +17,13 @@ def main() -> None:
     blobs = [p.read_bytes() for p, _ in found]
     read_s = time.perf_counter() - t
     sample = blobs[: min(len(blobs), 5000)]
-    t = time.perf_counter()
-    for b in sample:
-        np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
-    per_core = len(sample) / (time.perf_counter() - t)
+    rates = []
+    for _ in range(3):  # best of three: this VM's speed drifts by a third between minutes
+        t = time.perf_counter()
+        for b in sample:
+            np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
+        rates.append(len(sample) / (time.perf_counter() - t))
+    per_core = max(rates)
     total = sum(len(b) for b in blobs)
     emit(decode_per_core=per_core, read_mb_s=total / read_s / 1e6, images=len(blobs))
 

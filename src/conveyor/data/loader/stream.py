@@ -314,9 +314,11 @@ class _BlockReader:
         self.futures[shard] = future
         path = future.result()
         try:
-            handle = pq.ParquetFile(path)  # stays readable if the cache evicts it later
+            # mapped, so row groups are parsed in the page cache; stays readable if the
+            # cache evicts the file later
+            handle = pq.ParquetFile(path, memory_map=True)
         except FileNotFoundError:  # evicted between prefetch and first use: fetch it again
-            handle = pq.ParquetFile(self.cache.path(self.spec.shards[shard]))
+            handle = pq.ParquetFile(self.cache.path(self.spec.shards[shard]), memory_map=True)
         self.files[shard] = handle
         if len(self.files) > 16:
             _, old = self.files.popitem(last=False)
