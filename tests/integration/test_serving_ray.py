@@ -3,6 +3,9 @@ more start under load."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +16,11 @@ import pytest
 
 from tests.integration.conftest import RayCluster
 from tests.integration.serving_models import (
+    REPO,
+    ROOT_ENV,
     SOURCE,
     ServerProcess,
+    free_port,
     random_rows,
     tabular_model,
     write_model,
@@ -61,3 +67,14 @@ def test_ray_autoscales_up_on_queue_depth(ray_head: str, tmp_path: Path) -> None
         assert bad.status_code == 422 and bad.json()["field"] == "rows[0]"
         meta = httpx.get(f"{proc.url}/v2/models/iris").json()
         assert meta["inputs"][0]["shape"] == [-1, 4]
+        # a second server asking for another port is told where Serve listens
+        other = subprocess.run(
+            [sys.executable, "-m", "conveyor", "serve", *args, "--port", str(free_port())],
+            env={**os.environ, "PYTHONPATH": str(REPO), ROOT_ENV: str(root), **env},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert other.returncode == 2, other.stderr[-2000:]
+        assert f"already listens on 127.0.0.1:{proc.port}" in other.stderr
+        assert "Traceback" not in other.stderr

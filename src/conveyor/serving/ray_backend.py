@@ -38,6 +38,7 @@ def deploy(options: ServeOptions) -> Any:
             "the Ray backend needs Ray Serve", "pip install 'conveyor[ray]'"
         ) from e
     serve.start(http_options={"host": options.host, "port": options.port})
+    _check_listening_where_asked(options)
     settings: dict[str, Any] = {
         "name": APP_NAME,
         # room for whole batches: Ray's default of 5 in flight would cap every batch at 5
@@ -68,6 +69,24 @@ def deploy(options: ServeOptions) -> Any:
 
     deployment = serve.deployment(**settings)(serve.ingress(builder)())
     return serve.run(deployment.bind(), name=APP_NAME, route_prefix="/")
+
+
+def _check_listening_where_asked(options: ServeOptions) -> None:
+    """Ray Serve keeps the HTTP address of the first `serve.start` on a cluster and only
+    logs a warning for a different one: say so, rather than serve on the old port."""
+    from ray.serve import context
+
+    try:  # a private API: skip the check if a Ray release moves it
+        client = context._get_global_client()
+        host, port = client.http_config.host, int(client.http_config.port)  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError):
+        return
+    if port != options.port or host != options.host:
+        raise ServingError(
+            f"Ray Serve on this cluster already listens on {host}:{port}, not "
+            f"{options.host}:{options.port} (Ray keeps the address of the first app started)",
+            f"use --host {host} --port {port}, or run `serve shutdown` on the cluster first",
+        )
 
 
 def _passed_env() -> dict[str, str]:
