@@ -119,7 +119,7 @@ class Slots:
 
 
 def _capacity(size: int) -> int:
-    """Room for a slightly bigger batch later (a last partial batch is smaller)."""
+    """Whole pages; batches of one loader have one size (a last partial batch is smaller)."""
     return -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
 
 
@@ -141,11 +141,15 @@ def to_batch(columns: Arrays, layout: Layout) -> dict[str, Any]:
         reserved = slots.reserve(wanted)
         if reserved is not None:
             shared, views = reserved
-            for (_, values), view in zip(columns, views, strict=True):
-                if isinstance(values, list):
-                    np.stack(values, out=view)
-                else:
-                    view[...] = values
+            try:
+                for (_, values), view in zip(columns, views, strict=True):
+                    if isinstance(values, list):
+                        np.stack(values, out=view)
+                    else:
+                        view[...] = values
+            except BaseException:
+                slots.slots[shared.key[1]].map[0] = 0  # never sent: free again
+                raise
             return {SHARED: shared}
     return {
         name: images_to_tensor(values, layout)
