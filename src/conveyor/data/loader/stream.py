@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from conveyor.core.errors import ConveyorError
 from conveyor.data.loader.cache import ShardCache
 from conveyor.data.loader.columns import Column, Values, gather, group_columns
-from conveyor.data.loader.decode import Layout, decode_image, image_to_tensor
+from conveyor.data.loader.decode import Layout, decode_image, image_to_tensor, keep_freed_memory
 from conveyor.data.loader.handoff import Arrays, maps, opened, to_batch
 from conveyor.data.loader.plan import Batch, EpochPlan, Even, make_blocks, rank_batches
 from conveyor.data.loader.ranges import MappedShard, read_footer, read_group
@@ -327,6 +327,10 @@ class _BlockReader:
         return handle
 
 
+def _worker_started(worker: int) -> None:
+    keep_freed_memory()
+
+
 class Loader:
     """Iterate for batches (dicts of tensors); `state_dict()` / `load_state_dict()` resume.
 
@@ -365,6 +369,7 @@ class Loader:
             num_workers=self.num_workers,
             prefetch_factor=self.prefetch_factor,
             pin_memory=self.pin_memory,
+            worker_init_fn=_worker_started if self.num_workers else None,
         )
         workers: set[str] = set()
         try:
