@@ -12,6 +12,7 @@ torch's own shared memory. Linux only (memfd); elsewhere torch's path is used.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -69,7 +70,8 @@ class _Slot:
         self.capacity, self.generation, self.sent = capacity, generation, False
 
     def close(self) -> None:
-        self.map.close()
+        with contextlib.suppress(BufferError):  # a view still alive keeps the map until it goes
+            self.map.close()
         os.close(self.fd)
 
 
