@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import io
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -37,7 +37,6 @@ _PNG = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_MODES = {0: "L", 2: "RGB", 6: "RGBA"}  # IHDR colour types decoded as they are
 
 Layout = Literal["HWC", "CHW"]
-_FLOAT = torch.float32
 
 
 def keep_freed_memory() -> None:
@@ -131,11 +130,3 @@ def image_to_tensor(array: np.ndarray, layout: Layout) -> torch.Tensor:
     if layout == "CHW":
         array = array.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(array))
-
-
-def column_to_tensor(values: np.ndarray | list[Any], name: str) -> Any:
-    """Numbers become tensors of their dtype (floats as float32); the rest stay Python lists."""
-    if isinstance(values, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(values))
-        return tensor.to(_FLOAT) if tensor.is_floating_point() else tensor
-    return values

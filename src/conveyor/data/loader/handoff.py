@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from conveyor.data.loader.decode import Layout, column_to_tensor, images_to_tensor
+from conveyor.data.loader.decode import Layout, images_to_tensor
 
 MAX_SLOTS = 6  # prefetch_factor (2) in the queue, one being filled, some held by the loop
 _HEADER = mmap.PAGESIZE  # byte 0: 1 while the training process holds the slot
@@ -156,7 +156,7 @@ def to_batch(columns: Arrays, layout: Layout) -> dict[str, Any]:
     return {
         name: images_to_tensor(values, layout)
         if isinstance(values, list)
-        else column_to_tensor(values, name)
+        else torch.from_numpy(np.ascontiguousarray(values))
         for name, values in columns
     }
 

@@ -107,7 +107,7 @@ class ShardStream(IterableDataset[dict[str, Any]]):
                     arrays.append((name, images))
                 else:  # mixed sizes stay a list
                     out[name] = [image_to_tensor(a, spec.image_layout) for a in images]
-            elif isinstance(values, np.ndarray):
+            elif isinstance(values, np.ndarray):  # numbers as their dtype, floats as float32
                 floats = values.dtype.kind == "f"
                 arrays.append((name, values.astype(np.float32) if floats else values))
             else:
@@ -159,7 +159,7 @@ class _BlockReader:
         self.groups: OrderedDict[int, dict[str, Column]] = OrderedDict()
         self.files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self.footers: dict[int, pq.FileMetaData] = {}
-        self.mapped: dict[int, MappedShard] = {}  # local store: shards mapped, not read
+        self.mapped: OrderedDict[int, MappedShard] = OrderedDict()  # local store: mapped
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(PREFETCH_SHARDS, thread_name_prefix="conveyor-prefetch")
         self.readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="conveyor-read")
@@ -288,13 +288,15 @@ class _BlockReader:
         return read_group(self.cache.objects, digest, metadata, group, parts[group], size, columns)
 
     def _mapped(self, shard: int) -> MappedShard:
-        if shard not in self.mapped:
-            footer, _ = self.spec.ranges[shard]  # type: ignore[misc]
-            with self.lock:  # reader threads: map each shard once
-                if shard not in self.mapped:
-                    digest = self.spec.shards[shard]
-                    self.mapped[shard] = MappedShard(self.cache.objects, digest, footer)
-        return self.mapped[shard]
+        with self.lock:  # reader threads: map each shard once, keep the 16 latest
+            if shard not in self.mapped:
+                footer, _ = self.spec.ranges[shard]  # type: ignore[misc]
+                digest = self.spec.shards[shard]
+                self.mapped[shard] = MappedShard(self.cache.objects, digest, footer)
+                if len(self.mapped) > 16:  # unmapped once no Arrow buffer refers to it
+                    self.mapped.popitem(last=False)
+            self.mapped.move_to_end(shard)
+            return self.mapped[shard]
 
     def _footer(self, shard: int) -> pq.FileMetaData:
         if self.cache.objects.is_local:
