@@ -58,6 +58,8 @@ class ObjectStore:
             # Another process may write any moment: never answer "exists?" from a stale listing.
             options.setdefault("use_listings_cache", False)
         try:
+            if self.protocol in ("s3", "s3a") and not {"session", "profile"} & set(options):
+                options["session"] = _shared_s3_session()
             self.fs = fsspec.filesystem(self.protocol, **options)
         except ImportError as e:
             extra = _EXTRAS.get(self.protocol, self.protocol)
@@ -287,6 +289,23 @@ class ObjectStore:
                 f"cannot {action} object store {self.url}: {_reason(e)}",
                 "check the URL, the endpoint and the credentials",
             ) from e
+
+
+_S3_SESSION: Any = None
+
+
+def _shared_s3_session() -> Any:
+    """One botocore session per process tree, made before loader workers fork.
+
+    Parsing botocore's service models takes ~0.2 s of CPU; a worker that inherits a
+    session that already did it connects in a third of the time.
+    """
+    global _S3_SESSION
+    if _S3_SESSION is None:
+        from aiobotocore.session import AioSession
+
+        _S3_SESSION = AioSession()
+    return _S3_SESSION
 
 
 def _reason(e: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Read one row group of a remote shard with two range requests, before the shard is cached.
+"""Read one row group of a shard from its verified bytes alone, before the shard is cached.
 
 The manifest records the byte range and sha256 of every row group and of the footer, so
 the bytes are verified exactly as a whole shard would be, just in smaller pieces.
@@ -14,8 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conveyor.core.errors import ObjectCorruptedError
-from conveyor.data.loader.cache import RETRY_TRANSIENT
+from conveyor.data.loader.cache import corrupt
 from conveyor.data.manifest import ByteRange
 from conveyor.storage.objects import ObjectStore
 
@@ -46,46 +45,28 @@ class MappedShard:
     def _verified(self, part: ByteRange) -> memoryview:
         view = memoryview(self.map)[part.offset : part.offset + part.length]
         if len(view) != part.length or hashlib.sha256(view).hexdigest() != part.sha256:
-            raise _corrupt(self.objects, self.digest, part)
+            raise corrupt(self.objects, self.digest, part)
         return view
 
 
-def _corrupt(objects: ObjectStore, digest: str, part: ByteRange) -> ObjectCorruptedError:
-    return ObjectCorruptedError(
-        f"shard {digest[:12]}… in {objects.url} is corrupt "
-        f"(bytes {part.offset}+{part.length} do not match the manifest)",
-        "restore it from a backup or recreate the dataset version",
-    )
-
-
-@RETRY_TRANSIENT
-def fetch_verified(objects: ObjectStore, digest: str, part: ByteRange) -> bytes:
-    data = objects.read_range(digest, part.offset, part.length)
-    if hashlib.sha256(data).hexdigest() != part.sha256:
-        raise _corrupt(objects, digest, part)
-    return data
-
-
-def read_footer(objects: ObjectStore, digest: str, footer: ByteRange) -> pq.FileMetaData:
-    return pq.read_metadata(io.BytesIO(fetch_verified(objects, digest, footer)))
+def read_footer(data: bytes) -> pq.FileMetaData:
+    return pq.read_metadata(io.BytesIO(data))
 
 
 def read_group(
-    objects: ObjectStore,
-    digest: str,
+    data: bytes,
     metadata: pq.FileMetaData,
     group: int,
     part: ByteRange,
     size: int,
     columns: list[str],
 ) -> pa.Table:
-    """Row group `group` of the shard (`size` bytes long), read from its verified bytes.
+    """Row group `group` of a shard `size` bytes long, from the group's verified bytes.
 
     The bytes sit at their offset in an anonymous memory map the size of the shard: the
     kernel maps pages only where they are written, so this costs the group's bytes, and
     Arrow parses from memory at native speed.
     """
-    data = fetch_verified(objects, digest, part)
     whole = mmap.mmap(-1, size)  # freed with the last Arrow buffer that refers to it
     whole[part.offset : part.offset + part.length] = data
     source = pa.BufferReader(pa.py_buffer(whole))

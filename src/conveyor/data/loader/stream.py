@@ -23,17 +23,17 @@ import pyarrow.parquet as pq
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from conveyor.core.errors import ConveyorError
-from conveyor.data.loader.cache import ShardCache
+from conveyor.data.loader.cache import PREFETCH_SHARDS, ShardCache, worth_waiting_for
 from conveyor.data.loader.columns import Column, Values, gather, group_columns
 from conveyor.data.loader.decode import Layout, decode_image, image_to_tensor, keep_freed_memory
 from conveyor.data.loader.handoff import Arrays, maps, opened, to_batch
-from conveyor.data.loader.plan import Batch, EpochPlan, Even, make_blocks, rank_batches
+from conveyor.data.loader.head_start import head_start
+from conveyor.data.loader.plan import RAMP_FIRST, Batch, EpochPlan, Even, make_blocks, rank_batches
 from conveyor.data.loader.ranges import MappedShard, read_footer, read_group
 from conveyor.data.manifest import ByteRange
 from conveyor.storage.objects import ObjectStore
 
-PREFETCH_SHARDS = 4
-READ_THREADS = 4  # row groups range-read at once when a batch lacks several
+READ_THREADS = RAMP_FIRST  # row groups range-read at once: all of an epoch's first window
 
 
 @dataclass(frozen=True)
@@ -232,8 +232,8 @@ class _BlockReader:
         if len(ranged) < 2:
             return
         columns = list(self.spec.columns)
-        for shard in {self.blocks[b].shard for b in ranged}:  # footers once, before the groups
-            self._footer(shard)
+        shards = sorted({self.blocks[b].shard for b in ranged})
+        list(self.readers.map(self._footer, shards))  # footers once, at once, before the groups
         tables = self.readers.map(
             lambda b: self._ranged(self.blocks[b].shard, self.blocks[b].group, columns), ranged
         )
@@ -269,14 +269,23 @@ class _BlockReader:
             del self.groups[b]
 
     def _cached_soon(self, shard: int) -> bool:
-        """Whether to read from the (cached or local) file rather than by range."""
-        future = self.futures.get(shard)
+        """Whether to read from the (cached or local) file rather than by range: yes once
+        it is here, or while it downloads if it is small; shards still queued behind
+        others are read by range."""
         ranges = self.spec.ranges[shard] if self.spec.ranges else None
         if ranges is None:
             return True  # an older manifest without row-group hashes: whole shards only
         if self.cache.folder is None:
             return False  # local: verifying one group's bytes beats hashing the whole shard
-        return shard in self.files or (future is not None and future.done())
+        future = self.futures.get(shard)
+        if shard in self.files or (future is not None and future.done()):
+            return True
+        footer = ranges[0]
+        return worth_waiting_for(footer.offset + footer.length) and shard in self._in_flight()
+
+    def _in_flight(self) -> list[int]:
+        """The shards being downloaded now (futures start in the order they were asked)."""
+        return [s for s, f in self.futures.items() if not f.done()][:PREFETCH_SHARDS]
 
     def _ranged(self, shard: int, group: int, columns: list[str]) -> pa.Table:
         footer, parts = self.spec.ranges[shard]  # type: ignore[misc]
@@ -285,7 +294,8 @@ class _BlockReader:
         digest = self.spec.shards[shard]
         size = footer.offset + footer.length
         metadata = self._footer(shard)
-        return read_group(self.cache.objects, digest, metadata, group, parts[group], size, columns)
+        data = self.cache.part(digest, parts[group])
+        return read_group(data, metadata, group, parts[group], size, columns)
 
     def _mapped(self, shard: int) -> MappedShard:
         with self.lock:  # reader threads: map each shard once, keep the 16 latest
@@ -303,7 +313,7 @@ class _BlockReader:
             return self._mapped(shard).metadata
         if shard not in self.footers:
             footer, _ = self.spec.ranges[shard]  # type: ignore[misc]
-            self.footers[shard] = read_footer(self.cache.objects, self.spec.shards[shard], footer)
+            self.footers[shard] = read_footer(self.cache.part(self.spec.shards[shard], footer))
         return self.footers[shard]
 
     def _file(self, shard: int) -> pq.ParquetFile:
@@ -322,6 +332,9 @@ class _BlockReader:
         except FileNotFoundError:  # evicted between prefetch and first use: fetch it again
             handle = pq.ParquetFile(self.cache.path(self.spec.shards[shard]), memory_map=True)
         self.files[shard] = handle
+        ranges = self.spec.ranges[shard] if self.spec.ranges else None
+        if ranges is not None:
+            self.cache.forget_parts([ranges[0], *ranges[1]])
         if len(self.files) > 16:
             _, old = self.files.popitem(last=False)
             with contextlib.suppress(OSError):
@@ -374,11 +387,14 @@ class Loader:
             worker_init_fn=_worker_started if self.num_workers else None,
         )
         workers: set[str] = set()
+        batches = iter(loader)  # forks the workers
+        warming = head_start(self.spec, self.epoch, self.start, self.num_workers)
         try:
-            for batch in loader:
+            for batch in batches:
                 self.consumed += 1
                 yield opened(batch, workers)
         finally:
+            warming.shutdown(wait=False, cancel_futures=True)
             maps.forget(workers)
         self.set_epoch(self.epoch + 1)
 
