@@ -101,7 +101,8 @@ class ShardCache:
         return data
 
     def forget_parts(self, parts: list[ByteRange]) -> None:
-        """Drop a shard's kept row groups once the whole shard is here."""
+        """Drop a shard's kept row groups once the whole shard is here (at the end of an
+        epoch, so no loader still counting on them reads them again by range)."""
         if self.folder is not None and (self.folder / "parts").exists():
             for part in parts:
                 with contextlib.suppress(FileNotFoundError):

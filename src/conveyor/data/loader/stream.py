@@ -158,6 +158,7 @@ class _BlockReader:
         self.plan = plan
         self.groups: OrderedDict[int, dict[str, Column]] = OrderedDict()
         self.files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self.whole: set[int] = set()  # shards this reader has had whole
         self.footers: dict[int, pq.FileMetaData] = {}
         self.mapped: OrderedDict[int, MappedShard] = OrderedDict()  # local store: mapped
         self.lock = threading.Lock()
@@ -171,6 +172,10 @@ class _BlockReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for shard in self.whole:  # the row groups kept for others while it downloaded
+            ranges = self.spec.ranges[shard] if self.spec.ranges else None
+            if ranges is not None:
+                self.cache.forget_parts([ranges[0], *ranges[1]])
         for future in self.futures.values():
             future.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -332,9 +337,7 @@ class _BlockReader:
         except FileNotFoundError:  # evicted between prefetch and first use: fetch it again
             handle = pq.ParquetFile(self.cache.path(self.spec.shards[shard]), memory_map=True)
         self.files[shard] = handle
-        ranges = self.spec.ranges[shard] if self.spec.ranges else None
-        if ranges is not None:
-            self.cache.forget_parts([ranges[0], *ranges[1]])
+        self.whole.add(shard)
         if len(self.files) > 16:
             _, old = self.files.popitem(last=False)
             with contextlib.suppress(OSError):
