@@ -302,7 +302,7 @@ def _shared_s3_session() -> Any:
     """
     global _S3_SESSION
     if _S3_SESSION is None:
-        from aiobotocore.session import AioSession
+        from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 
         _S3_SESSION = AioSession()
     return _S3_SESSION
