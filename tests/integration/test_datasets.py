@@ -234,3 +234,23 @@ def test_map_applies_a_user_function(workspace: Workspace, tmp_path: Path) -> No
     with pytest.raises(ConveyorError, match="failed on batch 0"):
         workspace.datasets.map("t", "tests.mapfns:broken")
     assert [v.ref for v in workspace.datasets.log("t")] == ["t@v2", "t@v1"]
+
+
+def test_a_script_without_a_main_guard_is_told_what_to_add(tmp_path: Path) -> None:
+    # ingest reads files in spawned processes, which import the script again
+    import subprocess
+    import sys
+
+    image_folder(tmp_path / "imgs", 600, classes=2, size=8)
+    script = tmp_path / "ingest_script.py"
+    script.write_text(
+        "from conveyor import Workspace\n"
+        f"ws = Workspace.init({str(tmp_path / 'ws')!r})\n"
+        f"ws.datasets.ingest({str(tmp_path / 'imgs')!r}, 'pics', workers=2)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode != 0
+    told = [line for line in done.stderr.splitlines() if line.startswith("conveyor.core.errors")]
+    assert told and 'if __name__ == "__main__":' in told[-1], done.stderr[-2000:]

@@ -13,9 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from conveyor.core.errors import ConveyorError
+from conveyor.core.processes import spawn_pool
 from conveyor.data.manifest import Manifest, Operation, Shard, encode_schema
 from conveyor.data.refs import check_name
 from conveyor.data.shards import DEFAULT_SHARD_BYTES, read_shard, read_stats, rebatch, write_shard
@@ -167,7 +166,7 @@ def _source_batches(
         )
         yield from _collect(results, rejects, progress, len(source.files))
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with spawn_pool(workers) as pool:
         futures = [pool.submit(read_files, *args, chunk) for chunk in chunks]
         results = (f.result() for f in futures)
         yield from _collect(results, rejects, progress, len(source.files))

@@ -11,8 +11,6 @@ import functools
 import importlib
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.core.errors import ConveyorError
+from conveyor.core.processes import spawn_pool
 from conveyor.data import transforms
 from conveyor.data.manifest import Manifest, Operation, Shard, encode_schema
 from conveyor.data.shards import DEFAULT_SHARD_BYTES, read_shard, read_stats, rebatch, write_shard
@@ -112,9 +111,7 @@ class Preparer:
             return [
                 _run_task(self._store_args, s, task, a) for s, a in zip(shards, args, strict=True)
             ]
-        with ProcessPoolExecutor(
-            min(self.workers, len(shards)), mp_context=get_context("spawn")
-        ) as pool:
+        with spawn_pool(min(self.workers, len(shards))) as pool:
             futures = [
                 pool.submit(_run_task, self._store_args, s, task, a)
                 for s, a in zip(shards, args, strict=True)
