@@ -65,7 +65,7 @@ class ShardCache:
                 self.objects.get_bytes(digest)
                 self._verified.add(digest)
             return Path(self.objects.path_of(digest))
-        target = self.folder / digest[:2] / digest
+        target = self._shard_file(digest)
         if target.exists():
             with contextlib.suppress(FileNotFoundError):
                 os.utime(target)  # mark as recently used
@@ -79,7 +79,11 @@ class ShardCache:
 
     def has(self, digest: str) -> bool:
         """Whether the whole shard is already in the folder."""
-        return self.folder is not None and (self.folder / digest[:2] / digest).exists()
+        return self.folder is not None and self._shard_file(digest).exists()
+
+    def _shard_file(self, digest: str) -> Path:
+        assert self.folder is not None
+        return self.folder / digest[:2] / digest
 
     def part(self, digest: str, part: ByteRange) -> bytes:
         """The verified bytes of one range of a shard, read from the store once per folder."""
@@ -132,9 +136,14 @@ class ShardCache:
 @RETRY_TRANSIENT
 def fetch_verified(objects: ObjectStore, digest: str, part: ByteRange) -> bytes:
     data = objects.read_range(digest, part.offset, part.length)
-    if hashlib.sha256(data).hexdigest() != part.sha256:
+    if not matches(data, part):
         raise corrupt(objects, digest, part)
     return data
+
+
+def matches(data: bytes | memoryview, part: ByteRange) -> bool:
+    """Whether these are exactly the bytes the manifest records for this range."""
+    return len(data) == part.length and hashlib.sha256(data).hexdigest() == part.sha256
 
 
 def corrupt(objects: ObjectStore, digest: str, part: ByteRange) -> ObjectCorruptedError:
@@ -151,7 +160,7 @@ def _verified_file(path: Path, part: ByteRange) -> bytes | None:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    if hashlib.sha256(data).hexdigest() == part.sha256:
+    if matches(data, part):
         return data
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

@@ -6,7 +6,6 @@ the bytes are verified exactly as a whole shard would be, just in smaller pieces
 
 from __future__ import annotations
 
-import hashlib
 import io
 import mmap
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conveyor.data.loader.cache import corrupt
+from conveyor.data.loader.cache import corrupt, matches
 from conveyor.data.manifest import ByteRange
 from conveyor.storage.objects import ObjectStore
 
@@ -44,7 +43,7 @@ class MappedShard:
 
     def _verified(self, part: ByteRange) -> memoryview:
         view = memoryview(self.map)[part.offset : part.offset + part.length]
-        if len(view) != part.length or hashlib.sha256(view).hexdigest() != part.sha256:
+        if not matches(view, part):
             raise corrupt(self.objects, self.digest, part)
         return view
 
