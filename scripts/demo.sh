@@ -27,7 +27,7 @@ run "$conveyor" data log digits
 run "$conveyor" data diff digits@v1 digits@v2
 run "$conveyor" train image-classifier --data digits@latest --epochs 3 --checkpoint-every 20
 run "$conveyor" runs ls
-run "$conveyor" jobs submit --cmd "echo the answer is 42" --cpus 1 --retries 2 --time-limit 10m
+run "$conveyor" jobs submit --cpus 1 --retries 2 --time-limit 10m -- echo the answer is 42
 run "$conveyor" jobs worker --until-idle
 run "$conveyor" jobs ls
 run "$conveyor" runs cost --by dataset

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from conveyor import __version__
 from conveyor.core.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
 from conveyor.core.errors import ConveyorError, WorkspaceExistsError, WorkspaceNotFoundError
+from conveyor.core.units import human_bytes
 from conveyor.storage.metadata import MetadataStore
 from conveyor.storage.objects import ObjectStore, StoredObject
 from conveyor.storage.tables import ObjectRecord, WorkspaceInfo, index_objects
@@ -197,7 +198,7 @@ class Workspace:
                     select(func.count(), func.coalesce(func.sum(ObjectRecord.size), 0))
                 ).one()
             pending = "" if revision == self.meta.head() else " (upgraded on next use)"
-            detail = f"schema {revision}{pending}, {count} objects indexed ({_human(size)})"
+            detail = f"schema {revision}{pending}, {count} objects indexed ({human_bytes(size)})"
             parts.append(PartStatus("metadata", self.meta.display_url, True, detail))
         except ConveyorError as e:
             parts.append(PartStatus("metadata", self.meta.display_url, False, str(e)))
@@ -260,12 +261,3 @@ def _write_config(path: Path, config: dict[str, Any]) -> None:
     tmp = path.with_suffix(".toml.tmp")
     tmp.write_text(header + tomli_w.dumps(config))
     tmp.replace(path)
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.e2e.conftest import Cli
@@ -54,13 +55,16 @@ def test_submit_run_show_and_read_logs(cli: Cli, tmp_path: Path) -> None:
     assert [j["state"] for j in listed] == ["queued", "queued"]
     tracked = listed[0]["id"]
     recipe = _submit(cli, ws, "--recipe", "image-classifier", "--", "--data", "nothing@latest")
+    # a command after --, as `ray job submit` takes one: each word stays one argument
+    argv = "import sys; print('argv', sys.argv[1:])"
+    words = _submit(cli, ws, "--cpus", "1", "--", sys.executable, "-c", argv, "--lr", "0.1 $HOME")
 
     worker = cli("jobs", "worker", "--until-idle", "--grace", "2s", cwd=ws)
     assert worker.returncode == 0, worker.stderr
 
     shown = cli("jobs", "show", command[:8], cwd=ws)
     assert shown.returncode == 0, shown.stderr
-    for text in ("failed: exit code 3 (after 2 attempts)", "attempts 2", "device-seconds", "$"):
+    for text in ("failed: exit code 3 (after 2 attempts)", "attempts 2", "of device time", "$"):
         assert text in shown.stdout, (text, shown.stdout)
     logs = cli("jobs", "logs", command, cwd=ws).stdout
     assert logs.count(f"hello from {command}") == 2
@@ -75,6 +79,9 @@ def test_submit_run_show_and_read_logs(cli: Cli, tmp_path: Path) -> None:
     recipe_job = json.loads(cli("jobs", "show", recipe, "--json", cwd=ws).stdout)
     assert recipe_job["state"] == "failed" and recipe_job["exit_code"] == 2
     assert "nothing" in cli("jobs", "logs", recipe, cwd=ws).stdout
+
+    assert json.loads(cli("jobs", "show", words, "--json", cwd=ws).stdout)["state"] == "succeeded"
+    assert "argv ['--lr', '0.1 $HOME']" in cli("jobs", "logs", words, cwd=ws).stdout
 
     table = cli("jobs", "ls", "--state", "failed", cwd=ws).stdout
     assert command[:8] in table and recipe[:8] in table and tracked[:8] not in table
@@ -103,6 +110,13 @@ def test_follow_a_running_job_and_cancel_another(cli: Cli, tmp_path: Path) -> No
             line for line in followed.stdout.splitlines() if not line.startswith("[conveyor]")
         ] == ["one", "two", "three"]
         assert "job succeeded" in followed.stdout
+        # with one core the sleeper starts only once the talker is done: wait until it runs
+        deadline = time.monotonic() + 120
+        while json.loads(cli("jobs", "show", sleeper, "--json", cwd=ws).stdout)["state"] != (
+            "running"
+        ):
+            assert time.monotonic() < deadline, "the sleeper never started"
+            time.sleep(0.2)
         assert "cancelling" in cli("jobs", "cancel", sleeper, cwd=ws).stdout.lower()
         end = cli("jobs", "logs", "-f", sleeper, cwd=ws).stdout
         assert "job cancelled" in end
@@ -122,6 +136,9 @@ def test_bad_input_is_one_clear_line(cli: Cli, tmp_path: Path) -> None:
     )
     assert_one_line_error(
         cli("jobs", "submit", "--cmd", "true", "--time-limit", "soon", cwd=ws), "not a duration"
+    )
+    assert_one_line_error(
+        cli("jobs", "submit", "--cmd", "true", "--", "echo", "hi", cwd=ws), "not both"
     )
     assert_one_line_error(
         cli("jobs", "submit", "--fn", "a.b:c", "--kwargs", "{x}", cwd=ws), "--kwargs is not JSON"

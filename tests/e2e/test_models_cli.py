@@ -67,7 +67,10 @@ def test_train_then_ls_show_lineage_used_by_gate_promote_export(cli: Cli, tmp_pa
     assert "to v1 (passed gate production)" in moved
     history = _ok(cli, project, "models", "history", "bands-image-classifier")
     assert "first release" in history
-    assert "production" in _ok(cli, project, "models", "ls")
+    listed = cli("models", "ls", cwd=project, env={"COLUMNS": "80"}).stdout
+    assert "production" in listed and "bands-image-classifier@v1" in listed  # never cut
+    assert all(len(line.rstrip()) <= 80 for line in listed.splitlines()), listed
+    assert "created" not in listed and "created" in _ok(cli, project, "models", "ls", "--wide")
 
     out = tmp_path / "edge"
     exported = _ok(

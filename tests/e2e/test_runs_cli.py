@@ -65,8 +65,9 @@ def test_ls_show_compare(cli: Cli, tmp_path: Path) -> None:
         "loss",
         "model.safetensors",
         "baseline",
-        "30.0 device-seconds",
-        "$0.0020",
+        "30.0 s of device time",
+        "1 Wh",  # 0.001 kWh
+        "$0.002",
     ):
         assert text in shown.stdout, text
     data = json.loads(cli("runs", "show", first, "--json", cwd=ws).stdout)
@@ -123,6 +124,8 @@ def test_cost_sums_per_user_experiment_and_dataset(cli: Cli, tmp_path: Path) -> 
 
     by_experiment = cli("runs", "cost", "--by", "experiment", cwd=ws_root)
     assert by_experiment.returncode == 0 and "wine" in by_experiment.stdout
+    wine = next(line for line in by_experiment.stdout.splitlines() if "wine" in line)
+    assert "cpu 10.0 s" in wine and "11 Wh" in wine and "$4.00" in wine  # units, not 1.1e-05
     by_user = json.loads(cli("runs", "cost", "--json", cwd=ws_root).stdout)
     assert len(by_user) == 1 and by_user[0]["runs"] == 4
     assert by_user[0]["cost_usd"] == pytest.approx(5.5)

@@ -31,8 +31,13 @@ def test_init_then_status_in_the_workspace(cli: Cli, tmp_path: Path) -> None:
     assert report["ok"] is True
     assert [p["part"] for p in report["parts"]] == ["workspace", "metadata", "objects"]
 
-    table = cli("status", cwd=tmp_path / "proj")
+    table = cli("status", cwd=tmp_path / "proj", env={"COLUMNS": "80"})
     assert "metadata" in table.stdout and "ok" in table.stdout
+    for part in report["parts"]:  # every location whole on one line, however long
+        assert any(part["location"] in line for line in table.stdout.splitlines()), part
+    assert "1 more column with --wide" in table.stdout
+    wide = cli("status", "--wide", cwd=tmp_path / "proj", env={"COLUMNS": "80"})
+    assert "objects indexed" in wide.stdout and "--wide" not in wide.stdout
 
 
 def test_the_nearest_workspace_up_the_tree_is_found(cli: Cli, tmp_path: Path) -> None:

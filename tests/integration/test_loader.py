@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import socket
 import subprocess
@@ -105,6 +106,23 @@ def test_each_row_group_is_read_once_per_epoch(
     loader = version.loader(batch_size=96, window=16, columns=["label"], **loader_kwargs(tmp_path))
     assert sum(len(b["index"]) for b in loader) == version.rows
     assert len(set(reads)) > 40 and sorted(reads) == sorted(set(reads))
+
+
+def test_only_the_loader_workers_keep_freed_memory(
+    pics: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the workers are forked, so they inherit the recorder; each writes its pid
+    from conveyor.data.loader import stream
+
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    monkeypatch.setattr(stream, "keep_freed_memory", lambda: (tuned / str(os.getpid())).touch())
+    loader = pics.datasets.get("pics").loader(
+        batch_size=100, num_workers=2, columns=["label"], **loader_kwargs(tmp_path)
+    )
+    assert sum(len(b["index"]) for b in loader) == 1500
+    pids = {int(p.name) for p in tuned.iterdir()}
+    assert len(pids) == 2 and os.getpid() not in pids
 
 
 def test_epochs_reshuffle(pics: Workspace, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import threading
 from types import FrameType
@@ -31,7 +32,11 @@ JobId = Annotated[
 @app.command()
 def submit(
     args: Annotated[
-        list[str] | None, typer.Argument(help="Arguments for the recipe (after --).")
+        list[str] | None,
+        typer.Argument(
+            help="The command to run, after --: `-- python train.py --lr 0.1`. "
+            "With --recipe, the recipe's arguments."
+        ),
     ] = None,
     cmd: Annotated[str | None, typer.Option("--cmd", help="A shell command to run.")] = None,
     fn: Annotated[
@@ -61,15 +66,18 @@ def submit(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Queue a job. Exactly one of --cmd, --fn or --recipe."""
+    """Queue a job: a command after -- (or --cmd "..."), a --fn or a --recipe."""
     from conveyor.compute.spec import JobSpec, parse_duration, parse_memory_mb
     from conveyor.core.errors import JobSpecError
 
     if args and recipe is None:
-        raise JobSpecError(
-            f"extra arguments {' '.join(args)!r} are only for --recipe",
-            'quote a command: --cmd "python train.py --lr 0.1"',
-        )
+        if cmd is not None or fn is not None:
+            raise JobSpecError(
+                f"give the job one command: --{'cmd' if cmd is not None else 'fn'} "
+                f"or the words after -- ({shlex.join(args)!r}), not both",
+                "drop one of them",
+            )
+        cmd, args = shlex.join(args), []  # run as typed: each word stays one argument
     try:
         parsed_kwargs = json.loads(kwargs) if kwargs else {}
     except json.JSONDecodeError as e:
@@ -121,6 +129,7 @@ def list_jobs(
         typer.Option("--state", "-s", help="Only jobs in this state (repeatable)."),
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 50,
+    wide: output.WideOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
@@ -131,8 +140,16 @@ def list_jobs(
         return
     output.print_table(
         "Jobs",
-        ["id", "name", "state", "priority", "attempts", "reason"],
+        [
+            output.Column("id", key=True),
+            "name",
+            "state",
+            output.Column("priority", optional=True),
+            output.Column("attempts", optional=True),
+            "reason",
+        ],
         [(j.id[:8], j.name, j.state, j.priority, j.attempts, j.reason or "") for j in jobs],
+        wide=wide,
     )
 
 
@@ -153,8 +170,10 @@ def show(job_id: JobId, as_json: JsonOption = False) -> None:
         f"resources {_resources(job)}"
     )
     output.print_line(f"  run {run_id or '- (the job has not opened one)'}")
-    price = "-" if cost is None else f"${cost:.4f}"
-    output.print_line(f"  usage {job.device_seconds:.1f} device-seconds, estimated cost {price}")
+    output.print_line(
+        f"  usage {output.human_seconds(job.device_seconds)} of device time, "
+        f"estimated cost {output.human_cost(cost)}"
+    )
     if job.history:
         output.print_table(
             "Attempts",

@@ -33,6 +33,7 @@ def _figures(metrics: dict[str, float]) -> str:
 @app.command("ls")
 def list_models(
     name: Annotated[str | None, typer.Argument(help="Only this model's versions.")] = None,
+    wide: output.WideOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """List model versions, newest first, with their metrics and aliases."""
@@ -46,14 +47,19 @@ def list_models(
         return
     output.print_table(
         "Models",
-        ["version", "status", "aliases", "metrics", "run", "created"],
+        [
+            output.Column("version", key=True), "status", "aliases", "metrics",
+            output.Column("run", optional=True), output.Column("created", optional=True),
+        ],
         [
             (
-                v.ref, v.status, ", ".join(v.aliases) or "-", _figures(v.metrics),
+                v.ref, v.status, ", ".join(v.aliases) or "-",
+                [f"{k} {x:.4g}" for k, x in sorted(v.metrics.items())],
                 (v.run_id or "-")[:12], f"{v.created_at:%Y-%m-%d %H:%M} by {v.created_by}",
             )
             for v in versions
         ],
+        wide=wide,
     )  # fmt: skip
 
 
@@ -194,7 +200,8 @@ def history(
         output.print_json([m.__dict__ for m in moves])
         return
     output.print_table(
-        f"Alias history of {name}", ["when", "alias", "from", "to", "by", "gate", "reason"],
+        f"Alias history of {name}",
+        ["when", "alias", "from", output.Column("to", key=True), "by", "gate", "reason"],
         [
             (f"{m.moved_at:%Y-%m-%d %H:%M:%S}", m.alias,
              f"v{m.from_number}" if m.from_number else "-",

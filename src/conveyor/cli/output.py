@@ -8,24 +8,25 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import typer
+
+from conveyor.cli.tables import Column as Column  # tables are printed through here too
+from conveyor.cli.tables import print_table as print_table
+from conveyor.core.units import human_bytes as human_bytes  # and amounts, in their units
+from conveyor.core.units import human_cost as human_cost
+from conveyor.core.units import human_energy as human_energy
+from conveyor.core.units import human_seconds as human_seconds
+
+WideOption = Annotated[
+    bool, typer.Option("--wide", help="Show every column, whatever the terminal's width.")
+]
 
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
-    Console().print(table)
 
 
 def print_line(text: str) -> None:
@@ -60,13 +61,3 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr)
-
-
-def human_bytes(size: float | None) -> str:
-    if size is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"

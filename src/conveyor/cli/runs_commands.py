@@ -74,6 +74,7 @@ def list_runs(
         typer.Option("--order-by", "-o", help="e.g. 'metrics.acc desc' (repeatable)."),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many runs.")] = None,
+    wide: output.WideOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first (or as --order-by says)."""
@@ -84,7 +85,15 @@ def list_runs(
         return
     output.print_table(
         "Runs",
-        ["id", "name", "experiment", "status", "started", "duration", "metrics"],
+        [
+            output.Column("id", key=True),
+            "name",
+            "experiment",
+            "status",
+            output.Column("started", optional=True),
+            output.Column("duration", optional=True),
+            "metrics",
+        ],
         [
             (
                 r.id[:8],
@@ -93,10 +102,11 @@ def list_runs(
                 r.status,
                 r.started_at.strftime("%Y-%m-%d %H:%M"),
                 _duration(r.duration_s),
-                ", ".join(f"{k}={_number(r.metrics[k].last)}" for k in _user_metrics(r)[:4]),
+                [f"{k}={r.metrics[k].last:.4g}" for k in _user_metrics(r)[:4]],
             )
             for r in runs
         ],
+        wide=wide,
     )
 
 
@@ -119,8 +129,8 @@ def show(run_id: RunId, as_json: JsonOption = False) -> None:
     )
     total = run.total_usage
     output.print_line(
-        f"  usage {total.seconds:.1f} device-seconds, {total.energy_kwh:.6g} kWh, "
-        f"${total.cost_usd:.4f}"
+        f"  usage {output.human_seconds(total.seconds)} of device time, "
+        f"{output.human_energy(total.energy_kwh)}, {output.human_cost(total.cost_usd)}"
     )
     if run.params:
         output.print_table("Params", ["param", "value"], sorted(run.params.items()))
@@ -138,9 +148,14 @@ def show(run_id: RunId, as_json: JsonOption = False) -> None:
     if run.usage:
         output.print_table(
             "Usage",
-            ["device", "seconds", "energy kWh", "cost USD"],
+            ["device", "time", "energy", "cost"],
             [
-                (d, f"{u.seconds:.1f}", f"{u.energy_kwh:.6g}", f"{u.cost_usd:.4f}")
+                (
+                    d,
+                    output.human_seconds(u.seconds),
+                    output.human_energy(u.energy_kwh),
+                    output.human_cost(u.cost_usd),
+                )
                 for d, u in sorted(run.usage.items())
             ],
         )
@@ -218,14 +233,17 @@ def cost(by: SpendBy = "user", as_json: JsonOption = False) -> None:
         return
     output.print_table(
         f"Spend by {by}",
-        [by, "runs", "device-seconds", "energy kWh", "cost USD"],
+        [by, "runs", "device time", "energy", "cost"],
         [
             (
                 t.key,
                 t.runs,
-                ", ".join(f"{d} {s:.1f}" for d, s in sorted(t.device_seconds.items())) or "-",
-                f"{t.energy_kwh:.6g}",
-                f"{t.cost_usd:.4f}",
+                ", ".join(
+                    f"{d} {output.human_seconds(s)}" for d, s in sorted(t.device_seconds.items())
+                )
+                or "-",
+                output.human_energy(t.energy_kwh),
+                output.human_cost(t.cost_usd),
             )
             for t in totals
         ],

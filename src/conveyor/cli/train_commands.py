@@ -212,13 +212,12 @@ def _summary(r: RecipeReport) -> None:
         )
     u = r.usage
     if u:
-        cost = "unpriced" if u.get("cost_usd") is None else f"${u['cost_usd']:.6f}"
-        energy = f"{u['energy_kwh'] * 1000:.3f} Wh" + (
+        energy = output.human_energy(u["energy_kwh"]) + (
             "" if u.get("energy_measured") else " (est.)"
         )
         output.print_line(
-            f"  used {u['device_seconds']:.1f} {u['device']}-seconds, {energy}, "
-            f"{cost} ({u['market']})"
+            f"  used {output.human_seconds(u['device_seconds'])} of {u['device']} time, {energy}, "
+            f"{output.human_cost(u.get('cost_usd'))} ({u['market']})"
         )
     if r.model:
         output.print_line(f"  registered [bold]{r.model}[/bold] (`conveyor models show {r.model}`)")

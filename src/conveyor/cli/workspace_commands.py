@@ -44,7 +44,7 @@ def init(
     output.print_line("Next: `conveyor status`")
 
 
-def status(as_json: JsonOption = False) -> None:
+def status(wide: output.WideOption = False, as_json: JsonOption = False) -> None:
     """Show what the workspace points at and whether each part is reachable."""
     with state.open_workspace(upgrade=False) as ws:
         parts = ws.status()
@@ -60,6 +60,16 @@ def status(as_json: JsonOption = False) -> None:
             )
             for p in parts
         ]
-        output.print_table("Conveyor workspace", ["part", "location", "state", "detail"], rows)
+        output.print_table(
+            "Conveyor workspace",
+            [
+                "part",
+                output.Column("location", key=True),
+                "state",
+                output.Column("detail", optional=True),
+            ],
+            rows,
+            wide=wide,
+        )
     if not all(p.ok for p in parts):
         raise typer.Exit(2)

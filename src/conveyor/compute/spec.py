@@ -57,7 +57,8 @@ class JobSpec:
         if len(entries) != 1:
             raise JobSpecError(
                 "a job needs exactly one entry point",
-                "give a command (--cmd), a function (--fn pkg.mod:func) or a recipe (--recipe)",
+                "give a command (after --, or --cmd), a function (--fn pkg.mod:func) or a recipe "
+                "(--recipe)",
             )
         if self.command is not None and not self.command.strip():
             raise JobSpecError("the job's command is empty", "give a shell command to run")

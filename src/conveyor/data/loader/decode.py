@@ -39,20 +39,23 @@ _PNG_COLOUR_MODES = {0: "L", 2: "RGB", 6: "RGBA"}  # IHDR colour types decoded a
 Layout = Literal["HWC", "CHW"]
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory() -> bool:
     """In a loader worker: let glibc reuse freed memory rather than hand it back.
 
-    A decoded 256x256 image is 196 KB, above glibc's mmap threshold, so every one was
-    mapped, faulted in page by page and unmapped again: 50 page faults an image, a fifth
-    of a worker's CPU on this VM. Only the worker processes the loader starts are tuned,
-    never the training process.
+    A decoded 256x256 image is 196 KB, above glibc's default mmap threshold, so each one
+    can be mapped, faulted in page by page and unmapped again: 50 page faults an image,
+    a fifth of a worker's CPU on one VM (`benchmarks/loader/freed_memory.py` measures it).
+    Only the worker processes the loader starts are tuned, never the training process.
+    True when glibc took both settings; False where there is no glibc (macOS).
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
     except (OSError, AttributeError):
-        return  # not glibc (macOS): nothing to tune
-    mallopt(_M_TRIM_THRESHOLD, 128 << 20)
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest
+        return False  # not glibc: nothing to tune
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    trim = mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+    mmap = mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest
+    return bool(trim == 1 and mmap == 1)  # mallopt answers 1 for a setting it took
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
