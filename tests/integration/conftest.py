@@ -37,7 +37,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
-    """A single-node Ray cluster with 2 CPUs; replicas and tasks can import `tests`."""
+    """A single-node Ray cluster with 2 CPUs and no GPUs; replicas and tasks can import
+    `tests`."""
     gcs, client = _free_port(), _free_port()
     temp = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray's socket paths are long
     env = {
@@ -56,6 +57,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         f"--ray-client-server-port={client}",
         f"--dashboard-agent-listen-port={_free_port()}",
         "--num-cpus=2",
+        "--num-gpus=0",  # the same cluster on a machine with GPUs
         "--include-dashboard=false",
         "--disable-usage-stats",
         f"--temp-dir={temp}",

@@ -18,8 +18,18 @@ def show(**kwargs: object) -> None:
     print("attempt", os.environ["CONVEYOR_ATTEMPT"], "job", os.environ["CONVEYOR_JOB_ID"])
 
 
-def checkpointing(state: str, events: str, name: str, steps: int = 40, step_s: float = 0.05) -> int:
-    """A trainer in miniature: on SIGTERM it saves its step and exits EXIT_PREEMPTED."""
+def checkpointing(
+    state: str,
+    events: str,
+    name: str,
+    steps: int = 40,
+    step_s: float = 0.05,
+    gate: str | None = None,
+) -> int:
+    """A trainer in miniature: on SIGTERM it saves its step and exits EXIT_PREEMPTED.
+
+    With `gate`, it does not finish its last step until that file exists, so a test that
+    stops it is never racing it to the end."""
     saved = Path(state)
     start = int(saved.read_text()) if saved.exists() else 0
     stop = False
@@ -32,20 +42,23 @@ def checkpointing(state: str, events: str, name: str, steps: int = 40, step_s: f
     run_id = os.environ["CONVEYOR_RUN_ID"]
     print(f"run {run_id} attempt {os.environ['CONVEYOR_ATTEMPT']} from step {start}", flush=True)
     _event(events, f"start {name}")
-    for step in range(start, steps):
+    step = start
+    while step < steps or (gate is not None and not _opened(gate)):
         if stop:
             saved.write_text(str(step))
             _event(events, f"preempted {name}")
             print(f"preempted at step {step}", flush=True)
             return EXIT_PREEMPTED
         time.sleep(step_s)
+        step = min(step + 1, steps)
     _event(events, f"end {name}")
     print("finished", flush=True)
     return 0
 
 
-def exclusive(lock: str, marker: str, seconds: float) -> None:
-    """Fails loudly (in `marker`) if another attempt of the job is running at the same time."""
+def exclusive(lock: str, marker: str, seconds: float = 0.0, gate: str | None = None) -> None:
+    """Fails loudly (in `marker`) if another attempt of the job is running at the same time.
+    Holds the lock for `seconds`, and with `gate` until that file exists as well."""
     with Path(lock).open("a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -55,6 +68,8 @@ def exclusive(lock: str, marker: str, seconds: float) -> None:
         _event(marker, f"start {os.environ['CONVEYOR_ATTEMPT']}")
         print("holding the lock", flush=True)
         time.sleep(seconds)
+        while gate is not None and not _opened(gate):
+            time.sleep(0.05)
         _event(marker, f"end {os.environ['CONVEYOR_ATTEMPT']}")
 
 
@@ -81,6 +96,10 @@ def ddp_sum() -> None:
 def _event(path: str, text: str) -> None:
     with Path(path).open("a") as f:
         f.write(text + "\n")
+
+
+def _opened(gate: str) -> bool:
+    return Path(gate).exists()
 
 
 def tracked() -> None:

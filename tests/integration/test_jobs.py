@@ -150,8 +150,12 @@ def test_failure_time_limit_and_memory_limit_have_clear_reasons(
 
 
 def test_a_job_that_can_never_fit_fails_at_once(ws: Workspace, executor: str | Executor) -> None:
+    # without GPUs whatever this machine has (the Ray cluster is started with none)
+    target: str | Executor = executor
+    if executor == "local":
+        target = LocalExecutor(Capacity(cpus=2, memory_mb=4096))
     job = ws.jobs.submit(command="true", gpus=1)
-    with running(ws, executor):
+    with running(ws, target):
         done = ws.jobs.wait(job.id, 30)
     assert done.state == "failed" and done.attempts == 0
     assert "it needs 1 GPUs and the executor has 0" in (done.reason or "")
@@ -182,8 +186,15 @@ def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
     if executor == "local":
         target = LocalExecutor(Capacity(cpus=2, memory_mb=4096))
     events = tmp_path / "events"
+    gate = tmp_path / "low.may-end"  # low cannot run out of steps before it is preempted
     low = ws.jobs.submit(
-        _fn("checkpointing", state=str(tmp_path / "low.step"), events=str(events), name="low"),
+        _fn(
+            "checkpointing",
+            state=str(tmp_path / "low.step"),
+            events=str(events),
+            name="low",
+            gate=str(gate),
+        ),
         cpus=2,
         priority=0,
     )
@@ -198,7 +209,9 @@ def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(
             cpus=1,
             priority=5,
         )
-        low_done, high_done = ws.jobs.wait(low.id, 120), ws.jobs.wait(high.id, 120)
+        high_done = ws.jobs.wait(high.id, 120)
+        gate.touch()
+        low_done = ws.jobs.wait(low.id, 120)
     assert (low_done.state, high_done.state) == ("succeeded", "succeeded")
     assert [a.state for a in low_done.history] == ["preempted", "succeeded"]
     assert low_done.history[0].reason == "preempted by a higher-priority job"
@@ -232,12 +245,18 @@ def test_gpus_are_handed_out_by_index(ws: Workspace) -> None:
     assert done[0].history[0].device == "l4" and (done[0].cost_usd() or 0) > 0
 
 
-def test_follow_streams_output_while_the_job_runs(workspace: Workspace) -> None:
-    job = workspace.jobs.submit(command="echo first; sleep 3; echo second")
+def test_follow_streams_output_while_the_job_runs(workspace: Workspace, tmp_path: Path) -> None:
+    # the job prints "second" only once the test has read "first" (or after 120 s)
+    go = tmp_path / "go"
+    job = workspace.jobs.submit(
+        command=f"echo first; for i in $(seq 2400); do [ -e '{go}' ] && break; sleep 0.05; done; "
+        "echo second"
+    )
     with running(workspace, "local"):
         stream = workspace.jobs.logs(job.id, follow=True)
         first = next(text for text in stream if "first" in text)
         state_when_first = workspace.jobs.get(job.id).state
+        go.touch()
         rest = "".join(stream)
     assert "second" not in first and state_when_first == "running"
     assert "second" in rest and "job succeeded" in rest
@@ -298,8 +317,15 @@ def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
 ) -> None:
     assert ws.root is not None
     marker = tmp_path / "marker"
+    gate = tmp_path / "may-end"  # attempt 1 cannot end before its worker is killed
     job = ws.jobs.submit(
-        _fn("exclusive", lock=str(tmp_path / "lock"), marker=str(marker), seconds=2.0),
+        _fn(
+            "exclusive",
+            lock=str(tmp_path / "lock"),
+            marker=str(marker),
+            seconds=2.0,
+            gate=str(gate),
+        ),
         retries=1,
         backoff_s=0,
         cpus=0.5,
@@ -313,6 +339,7 @@ def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
             time.sleep(0.05)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
+        gate.touch()
         second = _worker(ws.root, executor_address)
         try:
             done = ws.jobs.wait(job.id, 120)
@@ -331,8 +358,11 @@ def test_kill_9_worker_mid_job_requeues_it_and_it_never_runs_twice(
 def test_stopping_a_worker_requeues_its_jobs(ws: Workspace, tmp_path: Path) -> None:
     assert ws.root is not None
     events = tmp_path / "events"
+    gate = tmp_path / "may-end"  # the job cannot run out of steps before its worker stops
     job = ws.jobs.submit(
-        _fn("checkpointing", state=str(tmp_path / "s"), events=str(events), name="j", steps=60),
+        _fn(
+            "checkpointing", state=str(tmp_path / "s"), events=str(events), name="j", gate=str(gate)
+        ),
     )
     worker = _worker(ws.root, "local")
     try:
@@ -348,6 +378,7 @@ def test_stopping_a_worker_requeues_its_jobs(ws: Workspace, tmp_path: Path) -> N
     assert [(a.state, a.reason) for a in stopped.history] == [
         ("preempted", "its worker was stopped")
     ]
+    gate.touch()
     with running(ws, "local"):
         assert ws.jobs.wait(job.id, 60).state == "succeeded"
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -181,14 +182,23 @@ def test_kill_9_at_a_random_step_then_resume_is_bit_identical(
         tmp_path / "resumed",
         (*COMMON, "--workers", str(workers)),
     )
-    proc = run_worker(bands, run_id, out, *args, "--sleep", "0.03")
+    at = random.Random(workers).randint(7, 30)  # somewhere in the run
+    proc = run_worker(bands, run_id, out, *args, "--pause-at", str(at))
     assert proc.stdout is not None
-    for _ in range(random.Random(workers).randint(7, 30)):  # somewhere in the run
+    for _ in range(at):  # the last one is printed by the step that is held
         proc.stdout.readline()
+    # checkpoints are written in the background: kill it once the last one due before
+    # this step is stored (how long that takes is the machine's), so it resumes from it
+    due = 5 * ((at - 1) // 5)
+    with Workspace.open(bands) as ws:
+        deadline = time.monotonic() + 60
+        while due not in CheckpointStore.of(ws).steps(run_id):
+            assert proc.poll() is None and time.monotonic() < deadline, f"no checkpoint {due}"
+            time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with Workspace.open(bands) as ws:
-        assert CheckpointStore.of(ws).steps(run_id)[-1] < 36  # it died before the end
+        assert CheckpointStore.of(ws).steps(run_id)[-1] == due  # it died before the end
     code, out_text = finish(run_worker(bands, run_id, out, *args))
     assert code == 0 and "status finished 36" in out_text
     assert_same_weights(uninterrupted, out)
@@ -197,16 +207,20 @@ def test_kill_9_at_a_random_step_then_resume_is_bit_identical(
 def test_sigterm_finishes_the_step_checkpoints_and_exits_preempted(
     bands: Path, uninterrupted: Path, tmp_path: Path
 ) -> None:
-    proc = run_worker(bands, "spot", tmp_path / "w", *COMMON, "--sleep", "0.03")
+    # step 13 is held until the signal was sent: the notice arrives during that step
+    go = tmp_path / "go"
+    args = ("--pause-at", "13", "--resume-when", str(go))
+    proc = run_worker(bands, "spot", tmp_path / "w", *COMMON, *args)
     assert proc.stdout is not None
     for _ in range(13):
         proc.stdout.readline()
     proc.send_signal(signal.SIGTERM)
+    go.touch()
     code, out = finish(proc)
-    assert code == EXIT_PREEMPTED and "status preempted" in out
+    assert code == EXIT_PREEMPTED and "status preempted 13" in out
     with Workspace.open(bands) as ws:
         steps = CheckpointStore.of(ws).steps("spot")
-    assert steps[-1] >= 13 and steps[-1] % 5 != 0  # the preemption checkpoint, off schedule
+    assert steps == [5, 10, 13]  # on schedule, then the preemption checkpoint, off it
     code, out = finish(run_worker(bands, "spot", tmp_path / "w", *COMMON))
     assert code == 0 and "status finished 36" in out
     assert_same_weights(uninterrupted, tmp_path / "w")

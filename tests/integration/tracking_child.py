@@ -1,9 +1,10 @@
 """A training process for the tracking crash tests: python tracking_child.py WS MODE.
 
-Prints the run id first, then "ready" once its points had time to be flushed.
-  flushed-then-hang   log 1,000 points, wait past a few flush intervals, then sleep
+Prints the run id first, then "ready" once the writer's own flushes stored its points
+(read back from the store, however long that takes on this machine).
+  flushed-then-hang   log 1,000 points, wait until they are stored, then sleep
   raise               log 500 points and raise (no `with`: the atexit hook ends the run)
-  with-then-hang      inside `with`, log 200 points, then sleep until signalled
+  with-then-hang      inside `with`, log 200 points, wait until stored, sleep until signalled
 """
 
 from __future__ import annotations
@@ -18,11 +19,24 @@ ws = Workspace.open(root)
 run = ws.runs.start(name=mode, params={"mode": mode}, system_metrics=False, flush_every_s=0.1)
 print(run.id, flush=True)
 
+
+def ready_once_stored(points: int) -> None:
+    """Print "ready" once the background writer stored every point (not `run.flush()`:
+    the points must have gone out on the writer's own schedule)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        summary = ws.runs.get(run.id).metrics.get("loss")
+        if summary is not None and summary.count == points:
+            print("ready", flush=True)
+            return
+        time.sleep(0.05)
+    sys.exit(f"{points} points not stored in 120 s")
+
+
 if mode == "flushed-then-hang":
     for step in range(1000):
         run.log_metric("loss", 1.0 / (step + 1), step=step)
-    time.sleep(1.0)
-    print("ready", flush=True)
+    ready_once_stored(1000)
     time.sleep(600)
 elif mode == "raise":
     for step in range(500):
@@ -32,6 +46,5 @@ elif mode == "with-then-hang":
     with run:
         for step in range(200):
             run.log_metric("loss", float(step), step=step)
-        time.sleep(0.5)
-        print("ready", flush=True)
+        ready_once_stored(200)
         time.sleep(600)

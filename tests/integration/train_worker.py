@@ -2,11 +2,16 @@
 
 python train_worker.py WORKSPACE RUN_ID OUT [--workers N] [--steps S] [--batch B]
                        [--checkpoint-every K] [--sleep SECONDS] [--dropout P]
+                       [--pause-at STEP [--resume-when FILE]]
 
 Trains a tiny CNN (with dropout, so RNG state matters) on the `bands` dataset, prints
-`step N` after every batch, writes the final weights to OUT (safetensors, rank 0 only)
-and exits with the trainer's exit code (75 when preempted). With RANK/WORLD_SIZE/
+`step` at the start of every batch, writes the final weights to OUT (safetensors, rank 0
+only) and exits with the trainer's exit code (75 when preempted). With RANK/WORLD_SIZE/
 MASTER_ADDR/MASTER_PORT in the environment it is one rank of a gloo DDP job.
+
+`--pause-at STEP` holds that step, after printing its line, until FILE exists (never,
+without --resume-when): a test that kills or signals the process then knows which step
+it is in, however fast this machine runs the others.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,15 +51,27 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=5)
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--pause-at", type=int, default=None)
+    parser.add_argument("--resume-when", type=Path, default=None)
     args = parser.parse_args()
 
     configure_logging("info")  # logs to stderr: stdout carries the step lines
     seed_everything(0, deterministic=True)
     rank = init_distributed().rank  # before the loader, so it reads this rank's part
 
+    calls = 0
+
     def step_fn(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
         if rank == 0:
             print("step", flush=True)
+        if calls == args.pause_at:
+            deadline = time.monotonic() + 300
+            while args.resume_when is None or not args.resume_when.exists():
+                if time.monotonic() > deadline:
+                    sys.exit(f"still paused at step {calls} after 300 s")
+                time.sleep(0.01)
         time.sleep(args.sleep)
         images = batch["image"].float() / 255
         return torch.nn.functional.cross_entropy(model(images), batch["label"])

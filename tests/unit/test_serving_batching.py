@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from conveyor.core.errors import InferenceError, ServerBusyError, ServingError
+from conveyor.serving import batching
 from conveyor.serving.batching import Batcher, BatchPolicy, Retired
 
 
@@ -175,10 +176,17 @@ def test_bad_policies_say_what_to_fix(policy: dict[str, float]) -> None:
         BatchPolicy(**policy)  # type: ignore[arg-type]
 
 
-def test_the_queue_is_shed_by_the_time_it_would_take_to_drain() -> None:
+def test_the_queue_is_shed_by_the_time_it_would_take_to_drain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the batcher's clock, advanced by the model: it takes exactly 50 ms a row, however
+    # long a real sleep would take on this machine
+    now = [1000.0]
+    monkeypatch.setattr(batching, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
     class Slow(Doubler):
         def run(self, batch: np.ndarray) -> np.ndarray:
-            time.sleep(0.05 * len(batch))  # 50 ms a row
+            now[0] += 0.05 * len(batch)  # 50 ms a row
             return batch * 2
 
     async def main() -> None:

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import multiprocessing
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from conveyor.serving import ratelimit
 from conveyor.serving.ratelimit import TokenBuckets
 
 
-def test_a_key_gets_its_burst_then_waits() -> None:
+def test_a_key_gets_its_burst_then_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the buckets' clock, stepped by the test: how fast this machine runs the takes
+    # must not decide whether a token refilled between them
+    now = [1000.0]
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=lambda: now[0]))
     buckets = TokenBuckets()
     allowed = [buckets.take("abc", 5.0) is None for _ in range(8)]
     assert allowed == [True] * 5 + [False] * 3
+    now[0] += 0.05
     wait = buckets.take("abc", 5.0)
-    assert wait is not None and 0 < wait <= 0.2
+    assert wait == pytest.approx(0.15)  # a token every 0.2 s, a quarter of one back
     assert buckets.take("other", 5.0) is None  # limits are per key
-    time.sleep(0.25)
+    now[0] += 0.1
+    assert buckets.take("abc", 5.0) is not None  # not yet
+    now[0] += 0.1
     assert buckets.take("abc", 5.0) is None  # refilled
+    assert buckets.take("abc", 5.0) is not None  # one token, not the burst
 
 
 def _spend(folder: str, tries: int, out: multiprocessing.Queue[int]) -> None:
