@@ -22,6 +22,7 @@ from conveyor.cli import (
     data_commands,
     jobs_commands,
     models_commands,
+    monitor_commands,
     output,
     runs_commands,
     serve_commands,
@@ -74,6 +75,7 @@ app.add_typer(runs_commands.app, name="runs")
 app.add_typer(jobs_commands.app, name="jobs")
 app.add_typer(train_commands.app, name="train")
 app.add_typer(models_commands.app, name="models")
+app.add_typer(monitor_commands.app, name="monitor")
 app.command()(serve_commands.serve)
 app.command()(serve_commands.predict)
 app.add_typer(serve_commands.keys_app, name="keys")

@@ -47,9 +47,10 @@ def print_table(
     if not any(c.key for c in specs):
         specs[0] = Column(specs[0].header, key=True, optional=specs[0].optional)
     one_line = [[_text(cell, ", ") for cell in row] for row in rows]
-    natural = _widths(console, specs, [[[t] for t in row] for row in one_line])
-    words = [[_words(cell) for cell in row] for row in rows]
-    shown, minimum = _fit(specs, natural, _widths(console, specs, words), console.width, wide)
+    headers = [c.header for c in specs]
+    natural = _widths(console, [[[t] for t in row] for row in [headers, *one_line]])
+    words = [[_words(cell) for cell in row] for row in [headers, *rows]]
+    shown, minimum = _fit(specs, natural, _widths(console, words), console.width, wide)
     fits = wide or _needed(natural, shown) <= console.width
     if _needed(minimum, shown) > console.width:  # wider than the terminal: cut nothing
         console = Console(width=_needed(minimum, shown))
@@ -86,14 +87,11 @@ def _words(cell: Any) -> list[str]:
     return str(cell).split() or [""]
 
 
-def _widths(console: Any, specs: list[Column], rows: list[list[list[str]]]) -> list[int]:
-    """Per column, the widest of the header and every cell's parts."""
+def _widths(console: Any, rows: list[list[list[str]]]) -> list[int]:
+    """Per column, the widest part of any cell (the header is the first row)."""
     return [
-        max(
-            [console.render_str(spec.header).cell_len]
-            + [console.render_str(p).cell_len for row in rows for p in row[i]]
-        )
-        for i, spec in enumerate(specs)
+        max(console.render_str(part).cell_len for row in rows for part in row[i])
+        for i in range(len(rows[0]))
     ]
 
 

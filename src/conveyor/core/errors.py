@@ -158,3 +158,7 @@ class InferenceError(ServingError):
     """The model raised on a request's rows (the rest of its batch still answered)."""
 
     status = 500
+
+
+class DriftInputError(ConveyorError):
+    """A drift check cannot run as asked: a column one side lacks, a schema that changed."""

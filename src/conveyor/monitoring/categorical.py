@@ -1,0 +1,91 @@
+"""Categorical columns: Pearson's chi-square on the 2 x K table of category counts,
+judged by the Jensen-Shannon distance; missing values are a category of their own, and
+categories the reference never saw are counted and named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from scipy.spatial import distance
+
+from conveyor.monitoring.detector import (
+    BOOTSTRAP,
+    MIN_ROWS,
+    Finding,
+    interval,
+    not_enough,
+    register,
+)
+from conveyor.monitoring.sketch import CategoricalSketch
+
+RARE = 5  # a category expecting fewer counts than this joins one pooled cell
+
+
+class ChiSquare:
+    """Chi-square test of homogeneity (no continuity correction) between the reference's
+    and the current category counts. Categories expected fewer than 5 times on either
+    side are pooled into one cell first, so the chi-square approximation holds; a new
+    category is a cell like any other (its reference count is 0). Effect: the
+    Jensen-Shannon distance (base 2, 0 = same shares, 1 = no category in common) over
+    every category, unpooled. With two categories, 30% -> 40% is 0.089 and 30% -> 45% is
+    0.132, so the default 0.1 alarms on a move of about 12 points out of 30."""
+
+    name = "chi2"
+    kind = "categorical"
+    effect = "Jensen-Shannon distance"
+    threshold = 0.1
+
+    def test(
+        self,
+        reference: CategoricalSketch,
+        current: dict[str, int],
+        threshold: float,
+        rng: np.random.Generator,
+    ) -> Finding | None:
+        names = sorted(set(reference.counts) | set(current))
+        ref = np.array([reference.counts.get(c, 0) for c in names], dtype=np.float64)
+        cur = np.array([current.get(c, 0) for c in names], dtype=np.float64)
+        n, m = int(ref.sum()), int(cur.sum())
+        if min(n, m) < MIN_ROWS:
+            return not_enough(self.name, threshold, n, m)
+        new = {c: int(k) for c, k, r in zip(names, cur, ref, strict=True) if r == 0 and k > 0}
+        detail: dict[str, Any] = {
+            "new_categories": dict(sorted(new.items(), key=lambda kv: -kv[1])[:10])
+        }
+        detail["new_share"] = sum(new.values()) / m
+        effect = float(distance.jensenshannon(ref / n, cur / m, base=2))
+        pooled_share = (ref + cur) / (n + m)
+        rare = pooled_share * min(n, m) < RARE
+        table = np.vstack([ref[~rare], cur[~rare]])
+        if rare.any():
+            table = np.hstack([table, [[ref[rare].sum()], [cur[rare].sum()]]])
+        table = table[:, table.sum(axis=0) > 0]
+        if table.shape[1] < 2:  # one category on both sides: nothing can have moved
+            statistic, p_value = 0.0, 1.0
+        else:
+            result = stats.chi2_contingency(table, correction=False)
+            statistic, p_value = float(result.statistic), float(result.pvalue)
+        samples = [
+            distance.jensenshannon(r, c, base=2)
+            for r, c in zip(
+                rng.multinomial(n, ref / n, size=BOOTSTRAP) / n,
+                rng.multinomial(m, cur / m, size=BOOTSTRAP) / m,
+                strict=True,
+            )
+        ]
+        return Finding(
+            self.name,
+            threshold,
+            n,
+            m,
+            statistic=statistic,
+            p_value=p_value,
+            effect=effect,
+            effect_ci=interval(effect, np.asarray(samples)),
+            detail=detail,
+        )
+
+
+register(ChiSquare())

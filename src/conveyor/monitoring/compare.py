@@ -1,0 +1,45 @@
+"""Drift between two things a user has, by name: two dataset versions (for now).
+
+Only the columns a drift check reads are loaded (never the image bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from conveyor.core.errors import DriftInputError
+from conveyor.monitoring.drift import DriftReport, Reference, check
+from conveyor.monitoring.sketch import kind_of
+
+if TYPE_CHECKING:
+    from conveyor.data.catalog import Datasets
+
+
+def compare_datasets(
+    datasets: Datasets,
+    reference: str,
+    current: str,
+    columns: Sequence[str] | None = None,
+    **options: Any,
+) -> DriftReport:
+    """`reference` and `current` are dataset versions (`iris@v1`); options go to `check`."""
+    ref_version, cur_version = datasets.get(reference), datasets.get(current)
+    known = set(ref_version.schema.names) | set(cur_version.schema.names)
+    unknown = [c for c in columns or [] if c not in known]
+    if unknown:
+        raise DriftInputError(
+            f"neither {reference} nor {current} has column {', '.join(map(repr, unknown))}",
+            f"columns: {', '.join(sorted(known))}",
+        )
+
+    def readable(schema: pa.Schema) -> list[str]:  # what a check reads, or was asked for
+        return [f.name for f in schema if (f.name in columns if columns else kind_of(f.type))]
+
+    sketch = Reference.from_table(
+        ref_version.to_arrow(columns=readable(ref_version.schema)), source=reference
+    )
+    window = cur_version.to_arrow(columns=readable(cur_version.schema))
+    return check(sketch, window, columns=columns or None, **options)

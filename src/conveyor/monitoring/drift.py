@@ -1,0 +1,284 @@
+"""Compare current data with a reference, column by column: did the world move?
+
+A column drifts when a test says the change is real (its p-value, corrected for testing
+every column at once, is below alpha) and an effect size says it is large enough to
+matter (the lower end of its 90% confidence interval, a one-sided 95% bound, is above
+the column's practical threshold). A huge window never alarms on a negligible shift,
+and a tiny one never alarms on noise. The rules are in DRIFT.md.
+
+    reference = Reference.from_table(training_table)    # once; stored as JSON
+    report = check(reference, window_table)
+    report.to_dict()                                    # the `monitor drift --json` shape
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from scipy import stats
+
+from conveyor.core.errors import DriftInputError
+from conveyor.monitoring import sketch as sketches
+from conveyor.monitoring.detector import Finding, detectors_for
+from conveyor.monitoring.sketch import MAX_CATEGORIES, CategoricalSketch, Sketch
+
+FORMAT = "conveyor.drift-reference/1"
+Correction = Literal["holm", "bh"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What each column of the reference looked like (sketch.py); JSON with `to_dict`."""
+
+    rows: int
+    columns: dict[str, Sketch]
+    skipped: dict[str, str] = field(default_factory=dict)  # column -> why it is not checked
+    source: str = ""
+
+    @classmethod
+    def from_table(
+        cls, table: pa.Table, columns: Sequence[str] | None = None, source: str = ""
+    ) -> Reference:
+        names = _columns(table, columns, "reference")
+        kept: dict[str, Sketch] = {}
+        skipped: dict[str, str] = {}
+        for name in names:
+            made = sketches.sketch_column(table.column(name))
+            if made is None:
+                skipped[name] = f"{table.schema.field(name).type} values are not checked"
+            elif isinstance(made, CategoricalSketch) and len(made.counts) > MAX_CATEGORIES:
+                skipped[name] = f"{len(made.counts):,} distinct values: an identifier"
+            else:
+                kept[name] = made
+        return cls(rows=table.num_rows, columns=kept, skipped=skipped, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "rows": self.rows,
+            "source": self.source,
+            "columns": {k: s.to_dict() for k, s in self.columns.items()},
+            "skipped": self.skipped,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reference:
+        if data.get("format") != FORMAT:
+            raise DriftInputError(
+                f"not a drift reference ({data.get('format')!r})", f"expected {FORMAT}"
+            )
+        return cls(
+            rows=int(data["rows"]),
+            columns={k: sketches.sketch_from_dict(v) for k, v in data["columns"].items()},
+            skipped=dict(data.get("skipped", {})),
+            source=str(data.get("source", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """The verdict on one column: the finding that decides it, and every test run."""
+
+    name: str
+    kind: str
+    drift: bool
+    finding: Finding
+    p_adjusted: float | None
+    checks: list[tuple[Finding, float | None, bool]]  # (finding, adjusted p, drifted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            **_finding(self.finding, self.p_adjusted, self.drift),
+            "checks": [_finding(f, p, d) for f, p, d in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    drift: bool
+    share: float
+    n_reference: int
+    n_current: int
+    alpha: float
+    correction: Correction
+    columns: list[ColumnDrift]
+    only_reference: list[str]
+    only_current: list[str]
+    skipped: dict[str, str]
+
+    @property
+    def drifted(self) -> list[ColumnDrift]:
+        return [c for c in self.columns if c.drift]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "drift": self.drift,
+            "share": self.share,
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            "alpha": self.alpha,
+            "correction": self.correction,
+            "columns": [c.to_dict() for c in self.columns],
+            "schema": {"only_reference": self.only_reference, "only_current": self.only_current},
+            "skipped": self.skipped,
+        }
+
+
+def check(
+    reference: Reference,
+    current: pa.Table,
+    *,
+    columns: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    correction: Correction = "holm",
+    thresholds: dict[str, float] | None = None,
+    seed: int = 0,
+) -> DriftReport:
+    """Test every column the reference and the current table share (or `columns`).
+
+    `thresholds` sets a column's practical threshold (its detectors' effect units);
+    `seed` makes the bootstrap intervals repeatable.
+    """
+    if not 0 < alpha < 1:
+        raise DriftInputError(f"alpha {alpha} is not between 0 and 1", "use e.g. 0.05")
+    if correction not in ("holm", "bh"):
+        raise DriftInputError(f"unknown correction {correction!r}", "use holm or bh")
+    wanted = _columns(current, columns, "current") if columns else None
+    if wanted is not None:
+        missing = [c for c in wanted if c not in reference.columns]
+        if missing:
+            why = [reference.skipped.get(c, "not in the reference") for c in missing]
+            raise DriftInputError(
+                f"cannot check {', '.join(missing)}: {'; '.join(why)}",
+                f"check only columns both sides have: {', '.join(reference.columns) or 'none'}",
+            )
+    names = wanted or [c for c in reference.columns if c in current.column_names]
+    findings: list[tuple[str, str, Finding]] = []
+    for name in names:
+        findings.extend(
+            (name, kind, f)
+            for kind, f in _test_column(
+                name, reference.columns[name], current.column(name), thresholds or {}, seed
+            )
+        )
+    tested = [i for i, (_, _, f) in enumerate(findings) if f.tested]
+    adjusted = dict(
+        zip(
+            tested,
+            _adjust([_p(findings[i][2]) for i in tested], correction),
+            strict=True,
+        )
+    )
+    verdicts = _verdicts(findings, adjusted, alpha)
+    checked = [v for v in verdicts if v.finding.tested]
+    return DriftReport(
+        drift=any(v.drift for v in verdicts),
+        share=sum(v.drift for v in checked) / len(checked) if checked else 0.0,
+        n_reference=reference.rows,
+        n_current=current.num_rows,
+        alpha=alpha,
+        correction=correction,
+        columns=verdicts,
+        only_reference=[c for c in reference.columns if c not in current.column_names],
+        only_current=[
+            c
+            for c in current.column_names
+            if c not in reference.columns and c not in reference.skipped
+        ],
+        skipped=reference.skipped,
+    )
+
+
+def _p(finding: Finding) -> float:
+    return 1.0 if finding.p_value is None else finding.p_value
+
+
+def _columns(table: pa.Table, columns: Sequence[str] | None, side: str) -> list[str]:
+    if columns is None:
+        return list(table.column_names)
+    unknown = [c for c in columns if c not in table.column_names]
+    if unknown:
+        raise DriftInputError(
+            f"the {side} data has no column {', '.join(map(repr, unknown))}",
+            f"its columns: {', '.join(table.column_names)}",
+        )
+    return list(columns)
+
+
+def _test_column(
+    name: str, sketch: Sketch, column: pa.ChunkedArray, thresholds: dict[str, float], seed: int
+) -> Iterable[tuple[str, Finding]]:
+    kind = sketches.kind_of(column.type)
+    if kind != sketch.kind:
+        raise DriftInputError(
+            f"column {name!r} is {sketch.kind} in the reference but {column.type} now",
+            "compare data with the same schema",
+        )
+    current: Any = (
+        sketches.numeric_values(column) if kind == "numeric" else sketches.category_counts(column)
+    )
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # repeatable per column
+    for detector in detectors_for(kind):
+        finding = detector.test(sketch, current, thresholds.get(name, detector.threshold), rng)
+        if finding is not None:
+            yield kind, finding
+
+
+def _adjust(p_values: list[float], correction: Correction) -> list[float]:
+    """Adjusted p-values: Holm (family-wise error) or Benjamini-Hochberg (false discoveries)."""
+    if not p_values:
+        return []
+    p = np.asarray(p_values, dtype=np.float64)
+    if correction == "bh":
+        return stats.false_discovery_control(p, method="bh").tolist()  # type: ignore[no-any-return]
+    order = np.argsort(p)
+    stepped = np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p))))
+    out = np.empty_like(p)
+    out[order] = np.minimum(stepped, 1.0)
+    return out.tolist()  # type: ignore[no-any-return]
+
+
+def _verdicts(
+    findings: list[tuple[str, str, Finding]], adjusted: dict[int, float], alpha: float
+) -> list[ColumnDrift]:
+    by_column: dict[str, list[tuple[Finding, float | None, bool]]] = {}
+    kinds: dict[str, str] = {}
+    for i, (name, kind, f) in enumerate(findings):
+        p = adjusted.get(i)
+        low = f.effect_ci[0] if f.effect_ci else 0.0  # large enough with 95% confidence
+        drifted = p is not None and p < alpha and low > f.threshold
+        by_column.setdefault(name, []).append((f, p, drifted))
+        kinds[name] = kind
+    out = []
+    for name, checks in by_column.items():
+        alarms = [c for c in checks if c[2]]
+        # the deciding finding: the alarm furthest past its threshold, else the first test
+        first = (
+            max(alarms, key=lambda c: (c[0].effect or 0) / c[0].threshold) if alarms else checks[0]
+        )
+        out.append(ColumnDrift(name, kinds[name], bool(alarms), first[0], first[1], checks))
+    return out
+
+
+def _finding(f: Finding, p_adjusted: float | None, drift: bool) -> dict[str, Any]:
+    return {
+        "test": f.test,
+        "statistic": f.statistic,
+        "p_value": f.p_value,
+        "p_adjusted": p_adjusted,
+        "effect": f.effect,
+        "effect_ci": list(f.effect_ci) if f.effect_ci else None,
+        "threshold": f.threshold,
+        "drift": drift,
+        "n_reference": f.n_reference,
+        "n_current": f.n_current,
+        **({"note": f.note} if f.note else {}),
+        **f.detail,
+    }

@@ -1,0 +1,155 @@
+"""Numeric columns: the distribution (Kolmogorov-Smirnov, judged by the Wasserstein
+distance in reference standard deviations) and the share of missing values (judged by
+Cohen's h). Both read the reference through its sketch (sketch.py)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from conveyor.monitoring.detector import (
+    BOOTSTRAP,
+    MIN_ROWS,
+    Finding,
+    interval,
+    not_enough,
+    register,
+)
+from conveyor.monitoring.sketch import NumericSketch
+
+
+class KolmogorovSmirnov:
+    """Binned two-sample KS over the reference's quantile edges.
+
+    The current values are counted between the reference's edges, so both CDFs are exact
+    at every edge and the statistic is the largest gap there: at most 1/1000 below the
+    unbinned statistic, which makes the test slightly conservative, never liberal.
+    p-value: scipy's `kstwo` at the effective sample size n*m/(n+m), as `ks_2samp`'s
+    asymptotic method does. Effect: the Wasserstein-1 distance between the two
+    distributions divided by the reference's standard deviation, so a mean shift of
+    0.1 sd reads 0.1 whatever the column's unit.
+    """
+
+    name = "ks"
+    kind = "numeric"
+    effect = "Wasserstein distance / reference sd"
+    threshold = 0.05
+
+    def test(
+        self,
+        reference: NumericSketch,
+        current: np.ndarray,
+        threshold: float,
+        rng: np.random.Generator,
+    ) -> Finding | None:
+        x = current[~np.isnan(current)]
+        n, m = reference.present, int(x.size)
+        if min(n, m) < MIN_ROWS:
+            return not_enough(self.name, threshold, n, m)
+        edges, cdf = np.asarray(reference.edges), np.asarray(reference.cdf)
+        below, above = x[x < edges[0]], x[x > edges[-1]]
+        # current counts per bin (edges[j-1], edges[j]]; below the minimum and above the
+        # maximum apart, with how far beyond they lie (the Wasserstein distance's tails)
+        counts = np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(edges) + 1)
+        counts[0] -= below.size
+        tails = np.array([(edges[0] - below).sum(), (above - edges[-1]).sum()])
+        cum_current = (below.size + np.cumsum(counts[:-1])) / m  # F_current at each edge
+        statistic = float(np.max(np.abs(cum_current - cdf)))
+        p_value = float(stats.kstwo.sf(statistic, max(1, round(n * m / (n + m)))))
+        scale = reference.std if reference.std > 0 else max(abs(reference.mean), 1.0)
+        effect = _wasserstein(cum_current, cdf, edges, tails.sum() / m) / scale
+
+        # the interval: both sides resampled (the reference from its sketch), on ~100
+        # coarser bins, as the spread around the estimate on the same coarse bins
+        group = np.linspace(0, len(edges) - 1, min(len(edges), _COARSE)).round().astype(int)
+        coarse_c, coarse_r = cum_current[group], cdf[group]
+        cells_c = np.diff(np.concatenate([[0.0], coarse_c, [1.0]])) * m
+        cells_r = np.diff(np.concatenate([[0.0], coarse_r])) * n
+        draws_c = rng.poisson(np.clip(cells_c, 0, None), size=(BOOTSTRAP, cells_c.size))
+        draws_r = rng.poisson(np.clip(cells_r, 0, None), size=(BOOTSTRAP, cells_r.size))
+        mc = np.maximum(draws_c.sum(axis=1, keepdims=True), 1)
+        mr = np.maximum(draws_r.sum(axis=1, keepdims=True), 1)
+        share_beyond = (below.size + above.size) / m
+        mean_beyond = tails.sum() / max(below.size + above.size, 1)
+        boot_tails = share_beyond * mean_beyond * (mc[:, 0] / m)
+        spread = _wasserstein(
+            np.cumsum(draws_c, axis=1)[:, :-1] / mc, np.cumsum(draws_r, axis=1) / mr,
+            edges[group], boot_tails,
+        ) - _wasserstein(coarse_c, coarse_r, edges[group], tails.sum() / m)  # fmt: skip
+        return Finding(
+            self.name,
+            threshold,
+            n,
+            m,
+            statistic=statistic,
+            p_value=p_value,
+            effect=float(effect),
+            effect_ci=interval(effect, effect + spread / scale),
+        )
+
+
+_COARSE = 101  # bins the bootstrap resamples: its cost does not grow with the data
+
+
+def _wasserstein(
+    cum_current: np.ndarray, cum_reference: np.ndarray, edges: np.ndarray, tails: Any
+) -> Any:
+    """W1 = integral of |F_current - F_reference| between the edges, plus the mean
+    distance of current values beyond the reference's range; rows of a 2-d input are
+    resamples."""
+    gaps = np.abs(cum_current - cum_reference)[..., :-1]
+    return (gaps * np.diff(edges)).sum(axis=-1) + tails
+
+
+class MissingShare:
+    """The share of missing values: Fisher's exact test when a cell expects fewer than 5,
+    else the two-proportion z-test. Effect: Cohen's h, |2 asin sqrt(p1) - 2 asin sqrt(p2)|
+    (0.2 is a "small" effect in Cohen's scale; 0% to 1% missing is h = 0.2)."""
+
+    name = "missing"
+    kind = "numeric"
+    effect = "Cohen's h"
+    threshold = 0.1
+
+    def test(
+        self,
+        reference: NumericSketch,
+        current: np.ndarray,
+        threshold: float,
+        rng: np.random.Generator,
+    ) -> Finding | None:
+        n, a = reference.rows, reference.missing
+        m, b = int(current.size), int(np.isnan(current).sum())
+        if a == 0 and b == 0:
+            return None
+        if min(n, m) < MIN_ROWS:
+            return not_enough(self.name, threshold, n, m)
+        pooled = (a + b) / (n + m)
+        if min(n, m) * min(pooled, 1 - pooled) < 5:
+            p_value = float(stats.fisher_exact([[a, n - a], [b, m - b]]).pvalue)
+        else:
+            z = (a / n - b / m) / math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
+            p_value = float(2 * stats.norm.sf(abs(z)))
+
+        def h(p1: np.ndarray | float, p2: np.ndarray | float) -> np.ndarray:
+            return np.abs(2 * np.arcsin(np.sqrt(p1)) - 2 * np.arcsin(np.sqrt(p2)))  # type: ignore[no-any-return]
+
+        samples = h(rng.binomial(n, a / n, BOOTSTRAP) / n, rng.binomial(m, b / m, BOOTSTRAP) / m)
+        return Finding(
+            self.name,
+            threshold,
+            n,
+            m,
+            statistic=b / m - a / n,
+            p_value=p_value,
+            effect=float(h(a / n, b / m)),
+            effect_ci=interval(float(h(a / n, b / m)), samples),
+            detail={"reference_share": a / n, "current_share": b / m},
+        )
+
+
+register(KolmogorovSmirnov())
+register(MissingShare())
