@@ -72,9 +72,9 @@ def test_variance_tails_and_categories_move_the_effect_they_should() -> None:
     by_name = {c.name: c for c in report.columns}
     assert by_name["wide"].finding.effect == pytest.approx(0.8, abs=0.05)  # E|Z| for sd x2
     assert by_name["tail"].finding.effect == pytest.approx(0.5, abs=0.05)
-    moved = by_name["c"].to_dict()
-    assert moved["test"] == "chi2" and moved["drift"]
-    assert moved["new_categories"] == {"new": int((category == "new").sum())}
+    moved = {check["test"]: check for check in by_name["c"].to_dict()["checks"]}
+    assert moved["chi2"]["drift"] and moved["new"]["drift"]
+    assert moved["new"]["new_categories"] == {"new": int((category == "new").sum())}
     assert report.drift and report.share == 1.0
 
 

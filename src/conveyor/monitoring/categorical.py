@@ -1,10 +1,10 @@
 """Categorical columns: Pearson's chi-square on the 2 x K table of category counts,
-judged by the Jensen-Shannon distance; missing values are a category of their own, and
-categories the reference never saw are counted and named."""
+judged by the Jensen-Shannon distance (missing values are a category of their own), and
+the share of rows in categories the reference never saw, which are named."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 from scipy import special, stats
@@ -17,6 +17,7 @@ from conveyor.monitoring.detector import (
     not_enough,
     register,
 )
+from conveyor.monitoring.shares import share_change
 from conveyor.monitoring.sketch import CategoricalSketch
 
 RARE = 5  # a category expecting fewer counts than this joins one pooled cell
@@ -28,13 +29,14 @@ class ChiSquare:
     side are pooled into one cell first, so the chi-square approximation holds; a new
     category is a cell like any other (its reference count is 0). Effect: the
     Jensen-Shannon distance (base 2, 0 = same shares, 1 = no category in common) over
-    every category, unpooled. With two categories, 30% -> 40% is 0.089 and 30% -> 45% is
-    0.132, so the default 0.1 alarms on a move of about 12 points out of 30."""
+    every category, unpooled. The default 0.05 is about what a 0.12 sd mean shift gives a
+    normal column (0.05 sd gives 0.021); with two categories, 30% -> 35% is 0.045; moving
+    5 points from the commonest of five categories (40%) to the rarest (8%) is 0.074."""
 
     name = "chi2"
     kind = "categorical"
     effect = "Jensen-Shannon distance"
-    threshold = 0.1
+    threshold = 0.05
 
     def test(
         self,
@@ -49,11 +51,6 @@ class ChiSquare:
         n, m = int(ref.sum()), int(cur.sum())
         if min(n, m) < MIN_ROWS:
             return not_enough(self.name, threshold, n, m)
-        new = {c: int(k) for c, k, r in zip(names, cur, ref, strict=True) if r == 0 and k > 0}
-        detail: dict[str, Any] = {
-            "new_categories": dict(sorted(new.items(), key=lambda kv: -kv[1])[:10])
-        }
-        detail["new_share"] = sum(new.values()) / m
         effect = float(_jensen_shannon(ref / n, cur / m))
         pooled_share = (ref + cur) / (n + m)
         rare = pooled_share * min(n, m) < RARE
@@ -79,7 +76,6 @@ class ChiSquare:
             p_value=p_value,
             effect=effect,
             effect_ci=interval(effect, samples),
-            detail=detail,
         )
 
 
@@ -90,4 +86,31 @@ def _jensen_shannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(divergence / np.log(2), 0, None))  # type: ignore[no-any-return]
 
 
+class NewCategories:
+    """The share of rows in categories the reference never had, when there are any
+    (shares.py): a new category is named however few rows it has, and alarms once its
+    share is real and large enough (Cohen's h 0.1: 0.25% of rows)."""
+
+    name = "new"
+    kind = "categorical"
+    effect = "Cohen's h"
+    threshold = 0.1
+
+    def test(
+        self,
+        reference: CategoricalSketch,
+        current: dict[str, int],
+        threshold: float,
+        rng: np.random.Generator,
+    ) -> Finding | None:
+        new = {c: k for c, k in current.items() if c not in reference.counts and k > 0}
+        if not new:
+            return None
+        m = sum(current.values())
+        finding = share_change(self.name, 0, reference.rows, sum(new.values()), m, threshold, rng)
+        top = dict(sorted(new.items(), key=lambda kv: -kv[1])[:10])
+        return replace(finding, detail={**finding.detail, "new_categories": top})
+
+
 register(ChiSquare())
+register(NewCategories())

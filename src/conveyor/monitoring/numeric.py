@@ -4,7 +4,6 @@ Cohen's h). Both read the reference through its sketch (sketch.py)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from conveyor.monitoring.detector import (
     not_enough,
     register,
 )
+from conveyor.monitoring.shares import share_change
 from conveyor.monitoring.sketch import NumericSketch
 
 
@@ -104,9 +104,7 @@ def _wasserstein(
 
 
 class MissingShare:
-    """The share of missing values: Fisher's exact test when a cell expects fewer than 5,
-    else the two-proportion z-test. Effect: Cohen's h, |2 asin sqrt(p1) - 2 asin sqrt(p2)|
-    (0.2 is a "small" effect in Cohen's scale; 0% to 1% missing is h = 0.2)."""
+    """The share of missing values (null or NaN), when either side has any (shares.py)."""
 
     name = "missing"
     kind = "numeric"
@@ -120,33 +118,11 @@ class MissingShare:
         threshold: float,
         rng: np.random.Generator,
     ) -> Finding | None:
-        n, a = reference.rows, reference.missing
-        m, b = int(current.size), int(np.isnan(current).sum())
-        if a == 0 and b == 0:
+        missing = int(np.isnan(current).sum())
+        if reference.missing == 0 and missing == 0:
             return None
-        if min(n, m) < MIN_ROWS:
-            return not_enough(self.name, threshold, n, m)
-        pooled = (a + b) / (n + m)
-        if min(n, m) * min(pooled, 1 - pooled) < 5:
-            p_value = float(stats.fisher_exact([[a, n - a], [b, m - b]]).pvalue)
-        else:
-            z = (a / n - b / m) / math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / m))
-            p_value = float(2 * stats.norm.sf(abs(z)))
-
-        def h(p1: np.ndarray | float, p2: np.ndarray | float) -> np.ndarray:
-            return np.abs(2 * np.arcsin(np.sqrt(p1)) - 2 * np.arcsin(np.sqrt(p2)))  # type: ignore[no-any-return]
-
-        samples = h(rng.binomial(n, a / n, BOOTSTRAP) / n, rng.binomial(m, b / m, BOOTSTRAP) / m)
-        return Finding(
-            self.name,
-            threshold,
-            n,
-            m,
-            statistic=b / m - a / n,
-            p_value=p_value,
-            effect=float(h(a / n, b / m)),
-            effect_ci=interval(float(h(a / n, b / m)), samples),
-            detail={"reference_share": a / n, "current_share": b / m},
+        return share_change(
+            self.name, reference.missing, reference.rows, missing, int(current.size), threshold, rng
         )
 
 
