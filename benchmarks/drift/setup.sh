@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Create the virtual environments the drift benchmark runs its rivals in.
+#
+#   bash benchmarks/drift/setup.sh [--force]
+#
+# Idempotent: an environment whose `.ready` marker exists is left alone (delete the
+# folder, or pass --force, to rebuild both). Environments live in benchmarks/.envs/
+# (git-ignored):
+#   evidently      evidently 0.7.23 (pandas<3: it resolves pandas 3 and then fails on import)
+#   alibi-detect   alibi-detect 0.13.0 (numpy<2, Pillow<11, numba<0.60, scikit-image<0.25);
+#                  its KS, chi-square and tabular detectors need neither torch nor TensorFlow,
+#                  so neither is installed
+# Conveyor itself runs in the project's own venv (.venv).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ENVS="$(cd "$HERE/.." && pwd)/.envs"
+PYTHON="${PYTHON:-python3}"
+FORCE=0
+[[ "${1:-}" == "--force" ]] && FORCE=1
+
+# Exact versions, as resolved on 2026-12 (pip install --dry-run): neither pulls torch.
+EVIDENTLY=("evidently==0.7.23" "pandas==2.3.3")
+ALIBI=("alibi-detect==0.13.0" "numpy==1.26.4" "pillow==10.4.0" "numba==0.59.1"
+    "scikit-image==0.24.0")
+
+mkdir -p "$ENVS"
+# Should anything ask for torch, keep it at the CPU build: any other version downloads a
+# multi-GB CUDA build.
+CONSTRAINTS="$ENVS/drift-constraints.txt"
+printf '%s\n' "torch==2.13.0" > "$CONSTRAINTS"
+
+new_env() {  # new_env NAME: succeeds (after emptying it) when NAME must be (re)built
+    local dir="$ENVS/$1"
+    if [[ -f "$dir/.ready" && $FORCE -eq 0 ]]; then
+        return 1
+    fi
+    rm -rf "$dir"
+    "$PYTHON" -m venv "$dir"
+    return 0
+}
+
+pip_in() {  # pip_in NAME ARGS...
+    local name="$1"
+    shift
+    # The machine's pip config lists local indexes that lack most packages: drop the
+    # warnings about them, keep everything else pip says.
+    "$ENVS/$name/bin/python" -m pip install --quiet -c "$CONSTRAINTS" "$@" \
+        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+}
+
+if new_env evidently; then
+    echo "setup: building env evidently"
+    pip_in evidently "${EVIDENTLY[@]}"
+    "$ENVS/evidently/bin/python" -c 'import evidently, pandas, numpy; print("setup: evidently ok,", evidently.__version__, "pandas", pandas.__version__, "numpy", numpy.__version__)'
+    touch "$ENVS/evidently/.ready"
+else
+    echo "setup: env evidently ready"
+fi
+
+if new_env alibi-detect; then
+    echo "setup: building env alibi-detect"
+    pip_in alibi-detect "${ALIBI[@]}"
+    "$ENVS/alibi-detect/bin/python" -c 'import alibi_detect, numpy; from alibi_detect.cd import KSDrift, ChiSquareDrift, TabularDrift; print("setup: alibi-detect ok,", alibi_detect.__version__, "numpy", numpy.__version__)'
+    touch "$ENVS/alibi-detect/.ready"
+else
+    echo "setup: env alibi-detect ready"
+fi
