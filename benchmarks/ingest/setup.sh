@@ -30,24 +30,8 @@ mkdir -p "$ENVS"
 CONSTRAINTS="$ENVS/constraints.txt"
 printf '%s\n' "$TORCH" > "$CONSTRAINTS"
 
-new_env() {  # new_env NAME: succeeds (after emptying it) when NAME must be (re)built
-    local dir="$ENVS/$1"
-    if [[ -f "$dir/.ready" && $FORCE -eq 0 ]]; then
-        return 1
-    fi
-    rm -rf "$dir"
-    "$PYTHON" -m venv "$dir"
-    return 0
-}
-
-pip_in() {  # pip_in NAME ARGS...
-    local name="$1"
-    shift
-    # The machine's pip config lists local indexes that lack most packages: drop the
-    # warnings about them, keep everything else pip says.
-    "$ENVS/$name/bin/python" -m pip install --quiet -c "$CONSTRAINTS" "$@" \
-        2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
-}
+# shellcheck source=../envs.sh
+source "$HERE/../envs.sh"  # new_env, pip_in
 
 if new_env gen; then
     echo "setup: building env gen"
