@@ -136,3 +136,22 @@ def test_bad_input_says_what_to_do() -> None:
         check(reference, table(rng, 100), alpha=2)
     with pytest.raises(DriftInputError, match="unknown correction"):
         check(reference, table(rng, 100), correction="bonferroni")  # type: ignore[arg-type]
+
+
+def test_a_window_in_batches_gives_the_report_of_the_whole_table() -> None:
+    rng = np.random.default_rng(10)
+    reference = Reference.from_table(table(rng, 5000))
+    current = table(rng, 6000, shift=0.2)
+    values = current.column("x1").to_numpy().copy()
+    values[:300] = np.nan  # missing values counted across batches too
+    current = current.set_column(1, "x1", pa.array(values))
+    whole = check(reference, current).to_dict()
+    batches = [current.slice(i, 1000) for i in range(0, 6000, 1000)]
+    batched = check(reference, iter(batches)).to_dict()
+    assert batched["n_current"] == whole["n_current"] and batched["drift"] == whole["drift"]
+    for a, b in zip(batched["columns"], whole["columns"], strict=True):
+        assert (a["name"], a["test"], a["drift"]) == (b["name"], b["test"], b["drift"])
+        assert (a["statistic"], a["effect"]) == pytest.approx((b["statistic"], b["effect"]))
+    assert whole["n_current"] == 6000 and whole["columns"][0]["drift"]
+    with pytest.raises(DriftInputError, match="no rows or columns"):
+        check(reference, iter([]))

@@ -1,6 +1,7 @@
 """Drift between two things a user has, by name: two dataset versions (for now).
 
-Only the columns a drift check reads are loaded (never the image bytes).
+Only the columns a drift check reads are loaded (never the image bytes); the current
+version is counted shard by shard, the reference sketched a group of columns at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from conveyor.monitoring.sketch import kind_of
 
 if TYPE_CHECKING:
     from conveyor.data.catalog import Datasets
+    from conveyor.data.dataset import DatasetVersion
 
 
 def compare_datasets(
@@ -38,8 +40,23 @@ def compare_datasets(
     def readable(schema: pa.Schema) -> list[str]:  # what a check reads, or was asked for
         return [f.name for f in schema if (f.name in columns if columns else kind_of(f.type))]
 
-    sketch = Reference.from_table(
-        ref_version.to_arrow(columns=readable(ref_version.schema)), source=reference
+    sketch = _sketch(ref_version, readable(ref_version.schema), reference)
+    shards = cur_version.iter_tables(columns=readable(cur_version.schema))
+    return check(sketch, shards, columns=columns or None, **options)
+
+
+_GROUP = 16  # reference columns read at once: exact quantiles need a column whole
+
+
+def _sketch(version: DatasetVersion, names: list[str], source: str) -> Reference:
+    """The reference, read a group of columns at a time, so memory is bounded by a group."""
+    parts = [
+        Reference.from_table(version.to_arrow(columns=names[i : i + _GROUP]))
+        for i in range(0, len(names), _GROUP)
+    ] or [Reference.from_table(version.to_arrow(columns=[]))]
+    return Reference(
+        rows=version.rows,
+        columns={k: v for p in parts for k, v in p.columns.items()},
+        skipped={k: v for p in parts for k, v in p.skipped.items()},
+        source=source,
     )
-    window = cur_version.to_arrow(columns=readable(cur_version.schema))
-    return check(sketch, window, columns=columns or None, **options)

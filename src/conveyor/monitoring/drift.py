@@ -13,6 +13,7 @@ and a tiny one never alarms on noise. The rules are in DRIFT.md.
 
 from __future__ import annotations
 
+import collections
 import os
 import zlib
 from collections.abc import Iterable, Sequence
@@ -135,7 +136,7 @@ class DriftReport:
 
 def check(
     reference: Reference,
-    current: pa.Table,
+    current: pa.Table | Iterable[pa.Table],
     *,
     columns: Sequence[str] | None = None,
     alpha: float = 0.05,
@@ -143,8 +144,10 @@ def check(
     thresholds: dict[str, float] | None = None,
     seed: int = 0,
 ) -> DriftReport:
-    """Test every column the reference and the current table share (or `columns`).
+    """Test every column the reference and the current data share (or `columns`).
 
+    `current` is a table, or batches of one (a dataset's shards, a window's log files):
+    each batch is counted and let go, so a window of any size costs a batch of memory.
     `thresholds` sets a column's practical threshold (its detectors' effect units);
     `seed` makes the bootstrap intervals repeatable.
     """
@@ -152,50 +155,102 @@ def check(
         raise DriftInputError(f"alpha {alpha} is not between 0 and 1", "use e.g. 0.05")
     if correction not in ("holm", "bh"):
         raise DriftInputError(f"unknown correction {correction!r}", "use holm or bh")
-    wanted = _columns(current, columns, "current") if columns else None
-    if wanted is not None:
-        missing = [c for c in wanted if c not in reference.columns]
-        if missing:
-            why = [reference.skipped.get(c, "not in the reference") for c in missing]
-            raise DriftInputError(
-                f"cannot check {', '.join(missing)}: {'; '.join(why)}",
-                f"check only columns both sides have: {', '.join(reference.columns) or 'none'}",
-            )
-    names = wanted or [c for c in reference.columns if c in current.column_names]
+    batches = iter([current] if isinstance(current, pa.Table) else current)
+    first = next(batches, None)
+    if first is None:
+        raise DriftInputError("the current data has no rows or columns", "give it a window")
+    names = _names(reference, first, columns)
+    window = _Window(reference, names)
+    window.add(first)
+    for batch in batches:
+        window.add(batch)
 
     def test(name: str) -> list[tuple[str, str, Finding]]:
-        sketch, column = reference.columns[name], current.column(name)
-        return [(name, k, f) for k, f in _test_column(name, sketch, column, thresholds or {}, seed)]
+        counted = window.columns[name]
+        return [(name, k, f) for k, f in _test_column(name, reference, counted, thresholds, seed)]
 
-    # columns in parallel: sorting and counting release the GIL; results keep their order
-    with ThreadPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1) or 1) as pool:
+    with ThreadPoolExecutor(max_workers=_threads(names)) as pool:
         findings = [f for column in pool.map(test, names) for f in column]
     tested = [i for i, (_, _, f) in enumerate(findings) if f.tested]
     adjusted = dict(
-        zip(
-            tested,
-            _adjust([_p(findings[i][2]) for i in tested], correction),
-            strict=True,
-        )
+        zip(tested, _adjust([_p(findings[i][2]) for i in tested], correction), strict=True)
     )
     verdicts = _verdicts(findings, adjusted, alpha)
     checked = [v for v in verdicts if v.finding.tested]
+    present = first.column_names
     return DriftReport(
         drift=any(v.drift for v in verdicts),
         share=sum(v.drift for v in checked) / len(checked) if checked else 0.0,
         n_reference=reference.rows,
-        n_current=current.num_rows,
+        n_current=window.rows,
         alpha=alpha,
         correction=correction,
         columns=verdicts,
-        only_reference=[c for c in reference.columns if c not in current.column_names],
+        only_reference=[c for c in reference.columns if c not in present],
         only_current=[
-            c
-            for c in current.column_names
-            if c not in reference.columns and c not in reference.skipped
+            c for c in present if c not in reference.columns and c not in reference.skipped
         ],
         skipped=reference.skipped,
     )
+
+
+class _Window:
+    """The current data as the tests need it, counted batch by batch (sketch.py)."""
+
+    def __init__(self, reference: Reference, names: list[str]) -> None:
+        self.reference = reference
+        self.rows = 0
+        self.columns: dict[str, Any] = {
+            n: (
+                sketches.NumericCounts()
+                if reference.columns[n].kind == "numeric"
+                else collections.Counter()
+            )
+            for n in names
+        }
+
+    def add(self, batch: pa.Table) -> None:
+        self.rows += batch.num_rows
+
+        def count(name: str) -> None:
+            if name not in batch.column_names:
+                raise DriftInputError(
+                    f"a batch of the current data has no column {name!r}",
+                    "give batches with the same columns",
+                )
+            sketch, column = self.reference.columns[name], batch.column(name)
+            if sketches.kind_of(column.type) != sketch.kind:
+                raise DriftInputError(
+                    f"column {name!r} is {sketch.kind} in the reference but {column.type} now",
+                    "compare data with the same schema",
+                )
+            if isinstance(sketch, sketches.NumericSketch):
+                edges = np.asarray(sketch.edges, dtype=np.float64)
+                self.columns[name].add(sketches.numeric_values(column), edges)
+            else:
+                self.columns[name].update(sketches.category_counts(column))
+
+        # columns in parallel: sorting and counting release the GIL
+        with ThreadPoolExecutor(max_workers=_threads(list(self.columns))) as pool:
+            list(pool.map(count, self.columns))
+
+
+def _threads(names: list[str]) -> int:
+    return max(1, min(len(names), os.cpu_count() or 1))
+
+
+def _names(reference: Reference, first: pa.Table, columns: Sequence[str] | None) -> list[str]:
+    wanted = _columns(first, columns, "current") if columns else None
+    if wanted is None:
+        return [c for c in reference.columns if c in first.column_names]
+    missing = [c for c in wanted if c not in reference.columns]
+    if missing:
+        why = [reference.skipped.get(c, "not in the reference") for c in missing]
+        raise DriftInputError(
+            f"cannot check {', '.join(missing)}: {'; '.join(why)}",
+            f"check only columns both sides have: {', '.join(reference.columns) or 'none'}",
+        )
+    return wanted
 
 
 def _p(finding: Finding) -> float:
@@ -215,22 +270,20 @@ def _columns(table: pa.Table, columns: Sequence[str] | None, side: str) -> list[
 
 
 def _test_column(
-    name: str, sketch: Sketch, column: pa.ChunkedArray, thresholds: dict[str, float], seed: int
+    name: str,
+    reference: Reference,
+    counted: Any,
+    thresholds: dict[str, float] | None,
+    seed: int,
 ) -> Iterable[tuple[str, Finding]]:
-    kind = sketches.kind_of(column.type)
-    if kind != sketch.kind:
-        raise DriftInputError(
-            f"column {name!r} is {sketch.kind} in the reference but {column.type} now",
-            "compare data with the same schema",
-        )
-    current: Any = (
-        sketches.numeric_values(column) if kind == "numeric" else sketches.category_counts(column)
-    )
+    sketch = reference.columns[name]
+    current = dict(counted) if isinstance(counted, collections.Counter) else counted
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # repeatable per column
-    for detector in detectors_for(kind):
-        finding = detector.test(sketch, current, thresholds.get(name, detector.threshold), rng)
+    for detector in detectors_for(sketch.kind):
+        limit = (thresholds or {}).get(name, detector.threshold)
+        finding = detector.test(sketch, current, limit, rng)
         if finding is not None:
-            yield kind, finding
+            yield sketch.kind, finding
 
 
 def _adjust(p_values: list[float], correction: Correction) -> list[float]:

@@ -18,7 +18,7 @@ from conveyor.monitoring.detector import (
     register,
 )
 from conveyor.monitoring.shares import share_change
-from conveyor.monitoring.sketch import NumericSketch
+from conveyor.monitoring.sketch import NumericCounts, NumericSketch
 
 
 class KolmogorovSmirnov:
@@ -41,21 +41,18 @@ class KolmogorovSmirnov:
     def test(
         self,
         reference: NumericSketch,
-        current: np.ndarray,
+        current: NumericCounts,
         threshold: float,
         rng: np.random.Generator,
     ) -> Finding | None:
-        x = np.sort(current[~np.isnan(current)])  # sorted: counting below each edge is cheap
-        n, m = reference.present, int(x.size)
-        if min(n, m) < MIN_ROWS:
+        n, m = reference.present, current.present
+        if min(n, m) < MIN_ROWS or current.at_or_below is None:
             return not_enough(self.name, threshold, n, m)
         edges, cdf = np.asarray(reference.edges), np.asarray(reference.cdf)
-        at_or_below = np.searchsorted(x, edges, side="right")
-        cum_current = at_or_below / m  # F_current at each edge, exactly
-        # values below the reference's minimum and above its maximum, and how far beyond
-        # they lie (the Wasserstein distance's tails)
-        below, above = x[: np.searchsorted(x, edges[0], side="left")], x[at_or_below[-1] :]
-        tails = np.array([(edges[0] - below).sum(), (above - edges[-1]).sum()])
+        cum_current = current.at_or_below / m  # F_current at each edge, exactly
+        # values beyond the reference's range, and how far beyond (the distance's tails)
+        beyond = current.below + current.above
+        tails = np.array([current.below_excess, current.above_excess])
         statistic = float(np.max(np.abs(cum_current - cdf)))
         p_value = float(stats.kstwo.sf(statistic, max(1, round(n * m / (n + m)))))
         scale = reference.std if reference.std > 0 else max(abs(reference.mean), 1.0)
@@ -71,8 +68,8 @@ class KolmogorovSmirnov:
         draws_r = rng.poisson(np.clip(cells_r, 0, None), size=(BOOTSTRAP, cells_r.size))
         mc = np.maximum(draws_c.sum(axis=1, keepdims=True), 1)
         mr = np.maximum(draws_r.sum(axis=1, keepdims=True), 1)
-        share_beyond = (below.size + above.size) / m
-        mean_beyond = tails.sum() / max(below.size + above.size, 1)
+        share_beyond = beyond / m
+        mean_beyond = tails.sum() / max(beyond, 1)
         boot_tails = share_beyond * mean_beyond * (mc[:, 0] / m)
         spread = _wasserstein(
             np.cumsum(draws_c, axis=1)[:, :-1] / mc, np.cumsum(draws_r, axis=1) / mr,
@@ -114,15 +111,20 @@ class MissingShare:
     def test(
         self,
         reference: NumericSketch,
-        current: np.ndarray,
+        current: NumericCounts,
         threshold: float,
         rng: np.random.Generator,
     ) -> Finding | None:
-        missing = int(np.isnan(current).sum())
-        if reference.missing == 0 and missing == 0:
+        if reference.missing == 0 and current.missing == 0:
             return None
         return share_change(
-            self.name, reference.missing, reference.rows, missing, int(current.size), threshold, rng
+            self.name,
+            reference.missing,
+            reference.rows,
+            current.missing,
+            current.rows,
+            threshold,
+            rng,
         )
 
 

@@ -1,9 +1,13 @@
-"""The reference side of a drift check, computed once: what each column looked like.
+"""What a drift check keeps of each column, on both sides.
 
-A check never rereads the reference data. Per numeric column it keeps the exact
-cumulative share at up to 1,001 quantile edges (every distinct value when there are
+The reference is sketched once, so a check never rereads it: per numeric column the
+exact cumulative share at up to 1,001 quantile edges (every distinct value when there are
 fewer), which is enough for a binned Kolmogorov-Smirnov test and the Wasserstein
 distance; per categorical column the count of every category. Both are small JSON.
+
+The current window is counted against those edges batch by batch (`NumericCounts`,
+category counts), and counts add up, so a window is read once, a batch at a time, and
+never held whole.
 """
 
 from __future__ import annotations
@@ -49,6 +53,39 @@ class CategoricalSketch:
 
 
 Sketch = NumericSketch | CategoricalSketch
+
+
+@dataclass
+class NumericCounts:
+    """A window of one numeric column, counted against the reference's edges."""
+
+    rows: int = 0
+    missing: int = 0
+    at_or_below: np.ndarray | None = None  # values <= each reference edge
+    below: int = 0  # values under the reference's minimum...
+    below_excess: float = 0.0  # ...and how far under, summed
+    above: int = 0
+    above_excess: float = 0.0
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.missing
+
+    def add(self, values: np.ndarray, edges: np.ndarray) -> None:
+        x = np.sort(values[~np.isnan(values)])  # sorted: counting below each edge is cheap
+        self.rows += int(values.size)
+        self.missing += int(values.size - x.size)
+        if not edges.size:
+            return
+        at_or_below = np.searchsorted(x, edges, side="right")
+        self.at_or_below = (
+            at_or_below if self.at_or_below is None else self.at_or_below + at_or_below
+        )
+        under = int(np.searchsorted(x, edges[0], side="left"))
+        self.below += under
+        self.below_excess += float((edges[0] - x[:under]).sum())
+        self.above += int(x.size - at_or_below[-1])
+        self.above_excess += float((x[at_or_below[-1] :] - edges[-1]).sum())
 
 
 def kind_of(t: pa.DataType) -> str | None:
