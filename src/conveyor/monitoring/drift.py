@@ -161,15 +161,16 @@ def check(
         raise DriftInputError("the current data has no rows or columns", "give it a window")
     names = _names(reference, first, columns)
     window = _Window(reference, names)
-    window.add(first)
-    for batch in batches:
-        window.add(batch)
 
     def test(name: str) -> list[tuple[str, str, Finding]]:
         counted = window.columns[name]
         return [(name, k, f) for k, f in _test_column(name, reference, counted, thresholds, seed)]
 
-    with ThreadPoolExecutor(max_workers=_threads(names)) as pool:
+    # columns in parallel: sorting and counting release the GIL; results keep their order
+    with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        window.add(first, pool)
+        for batch in batches:
+            window.add(batch, pool)
         findings = [f for column in pool.map(test, names) for f in column]
     tested = [i for i, (_, _, f) in enumerate(findings) if f.tested]
     adjusted = dict(
@@ -200,16 +201,17 @@ class _Window:
     def __init__(self, reference: Reference, names: list[str]) -> None:
         self.reference = reference
         self.rows = 0
-        self.columns: dict[str, Any] = {
-            n: (
-                sketches.NumericCounts()
-                if reference.columns[n].kind == "numeric"
-                else collections.Counter()
-            )
-            for n in names
-        }
+        self.columns: dict[str, Any] = {}
+        self.edges: dict[str, np.ndarray] = {}  # numeric columns' edges, as arrays once
+        for n in names:
+            sketch = reference.columns[n]
+            if isinstance(sketch, sketches.NumericSketch):
+                self.columns[n] = sketches.NumericCounts()
+                self.edges[n] = np.asarray(sketch.edges, dtype=np.float64)
+            else:
+                self.columns[n] = collections.Counter()
 
-    def add(self, batch: pa.Table) -> None:
+    def add(self, batch: pa.Table, pool: ThreadPoolExecutor) -> None:
         self.rows += batch.num_rows
 
         def count(name: str) -> None:
@@ -224,19 +226,12 @@ class _Window:
                     f"column {name!r} is {sketch.kind} in the reference but {column.type} now",
                     "compare data with the same schema",
                 )
-            if isinstance(sketch, sketches.NumericSketch):
-                edges = np.asarray(sketch.edges, dtype=np.float64)
-                self.columns[name].add(sketches.numeric_values(column), edges)
+            if name in self.edges:
+                self.columns[name].add(sketches.numeric_values(column), self.edges[name])
             else:
                 self.columns[name].update(sketches.category_counts(column))
 
-        # columns in parallel: sorting and counting release the GIL
-        with ThreadPoolExecutor(max_workers=_threads(list(self.columns))) as pool:
-            list(pool.map(count, self.columns))
-
-
-def _threads(names: list[str]) -> int:
-    return max(1, min(len(names), os.cpu_count() or 1))
+        list(pool.map(count, self.columns))
 
 
 def _names(reference: Reference, first: pa.Table, columns: Sequence[str] | None) -> list[str]:
