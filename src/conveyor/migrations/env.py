@@ -7,6 +7,7 @@ from alembic import context
 
 import conveyor.data.records  # noqa: F401  (registers the dataset tables)
 from conveyor.compute import records as compute_records  # noqa: F401  (job tables)
+from conveyor.monitoring import records as monitoring_records  # noqa: F401  (alert events)
 from conveyor.registry import records as registry_records  # noqa: F401  (registry tables)
 from conveyor.serving import records as serving_records  # noqa: F401  (keys, prediction log)
 from conveyor.storage.tables import Base

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import special, stats
 
+from conveyor.data.sketch import CategoricalSketch
 from conveyor.monitoring.detector import (
     BOOTSTRAP,
     MIN_ROWS,
@@ -18,7 +19,6 @@ from conveyor.monitoring.detector import (
     register,
 )
 from conveyor.monitoring.shares import share_change
-from conveyor.monitoring.sketch import CategoricalSketch
 
 RARE = 5  # a category expecting fewer counts than this joins one pooled cell
 

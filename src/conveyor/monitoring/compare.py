@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from conveyor.core.errors import DriftInputError
-from conveyor.monitoring.drift import DriftReport, Reference, check
-from conveyor.monitoring.sketch import kind_of
+from conveyor.data.reference import Reference
+from conveyor.data.sketch import kind_of
+from conveyor.monitoring.drift import DriftReport, check
 
 if TYPE_CHECKING:
     from conveyor.data.catalog import Datasets

@@ -18,7 +18,7 @@ import os
 import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -26,61 +26,11 @@ import pyarrow as pa
 from scipy import stats
 
 from conveyor.core.errors import DriftInputError
-from conveyor.monitoring import sketch as sketches
+from conveyor.data import sketch as sketches
+from conveyor.data.reference import Reference, pick_columns
 from conveyor.monitoring.detector import Finding, detectors_for
-from conveyor.monitoring.sketch import MAX_CATEGORIES, CategoricalSketch, Sketch
 
-FORMAT = "conveyor.drift-reference/1"
 Correction = Literal["holm", "bh"]
-
-
-@dataclass(frozen=True)
-class Reference:
-    """What each column of the reference looked like (sketch.py); JSON with `to_dict`."""
-
-    rows: int
-    columns: dict[str, Sketch]
-    skipped: dict[str, str] = field(default_factory=dict)  # column -> why it is not checked
-    source: str = ""
-
-    @classmethod
-    def from_table(
-        cls, table: pa.Table, columns: Sequence[str] | None = None, source: str = ""
-    ) -> Reference:
-        names = _columns(table, columns, "reference")
-        kept: dict[str, Sketch] = {}
-        skipped: dict[str, str] = {}
-        for name in names:
-            made = sketches.sketch_column(table.column(name))
-            if made is None:
-                skipped[name] = f"{table.schema.field(name).type} values are not checked"
-            elif isinstance(made, CategoricalSketch) and len(made.counts) > MAX_CATEGORIES:
-                skipped[name] = f"{len(made.counts):,} distinct values: an identifier"
-            else:
-                kept[name] = made
-        return cls(rows=table.num_rows, columns=kept, skipped=skipped, source=source)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "rows": self.rows,
-            "source": self.source,
-            "columns": {k: s.to_dict() for k, s in self.columns.items()},
-            "skipped": self.skipped,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Reference:
-        if data.get("format") != FORMAT:
-            raise DriftInputError(
-                f"not a drift reference ({data.get('format')!r})", f"expected {FORMAT}"
-            )
-        return cls(
-            rows=int(data["rows"]),
-            columns={k: sketches.sketch_from_dict(v) for k, v in data["columns"].items()},
-            skipped=dict(data.get("skipped", {})),
-            source=str(data.get("source", "")),
-        )
 
 
 @dataclass(frozen=True)
@@ -235,7 +185,7 @@ class _Window:
 
 
 def _names(reference: Reference, first: pa.Table, columns: Sequence[str] | None) -> list[str]:
-    wanted = _columns(first, columns, "current") if columns else None
+    wanted = pick_columns(first, columns, "current") if columns else None
     if wanted is None:
         return [c for c in reference.columns if c in first.column_names]
     missing = [c for c in wanted if c not in reference.columns]
@@ -250,18 +200,6 @@ def _names(reference: Reference, first: pa.Table, columns: Sequence[str] | None)
 
 def _p(finding: Finding) -> float:
     return 1.0 if finding.p_value is None else finding.p_value
-
-
-def _columns(table: pa.Table, columns: Sequence[str] | None, side: str) -> list[str]:
-    if columns is None:
-        return list(table.column_names)
-    unknown = [c for c in columns if c not in table.column_names]
-    if unknown:
-        raise DriftInputError(
-            f"the {side} data has no column {', '.join(map(repr, unknown))}",
-            f"its columns: {', '.join(table.column_names)}",
-        )
-    return list(columns)
 
 
 def _test_column(

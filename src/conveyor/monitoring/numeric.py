@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from conveyor.data.sketch import NumericCounts, NumericSketch
 from conveyor.monitoring.detector import (
     BOOTSTRAP,
     MIN_ROWS,
@@ -18,7 +19,6 @@ from conveyor.monitoring.detector import (
     register,
 )
 from conveyor.monitoring.shares import share_change
-from conveyor.monitoring.sketch import NumericCounts, NumericSketch
 
 
 class KolmogorovSmirnov:

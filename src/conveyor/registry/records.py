@@ -120,3 +120,16 @@ class ApprovalRecord(Base):
     approved_by: Mapped[str] = mapped_column(String(100))
     note: Mapped[str] = mapped_column(Text)
     approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DriftReferenceRecord(Base):
+    """A model version's drift reference (a JSON object in the store, spec DRIFT.md):
+    written at registration, or backfilled the first time a version is monitored."""
+
+    __tablename__ = "drift_references"
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

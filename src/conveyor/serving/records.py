@@ -44,3 +44,20 @@ class PredictionFileRecord(Base):
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     worker: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FeedbackRecord(Base):
+    """One true label sent back for one predicted row (`POST /feedback/{name}`).
+
+    A label sent twice for the same row is kept twice; readers take the latest.
+    """
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_model_request", "model", "request_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str] = mapped_column(String(128))
+    row: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(200))
+    key_id: Mapped[str | None] = mapped_column(String(16))  # the API key that sent it
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
