@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pyarrow.compute as pc
 import pytest
 
 from conveyor import Workspace
@@ -206,13 +207,24 @@ def test_the_prediction_log_holds_every_request_after_shutdown(
                 headers={"x-request-id": f"req-{i}"},
             )
             ids.append(r.json()["request_id"])
+        bad = _post(
+            proc.url, "/predict/iris", json={"rows": [[1, 2]]}, headers={"x-request-id": "bad"}
+        )
+        assert bad.status_code == 422
     table = read_predictions(ws.meta, ws.objects, "iris")
-    assert table.num_rows == 10
-    assert sorted(set(table.column("request_id").to_pylist())) == sorted(ids)
-    first = table.to_pylist()[0]
+    answered = table.filter(pc.equal(table["status"], 200))
+    assert answered.num_rows == 10
+    assert sorted(set(answered.column("request_id").to_pylist())) == sorted(ids)
+    first = answered.to_pylist()[0]
     assert first["version"] == 1 and first["role"] == "primary"
     assert first["label"] in LABELS and len(first["features"]) == 4
-    assert "latency_ms" in first
+    assert "latency_ms" in first and first["error"] is None
+    assert 2 <= first["batch_rows"] <= 10  # the batch its two rows ran in
+    # the failed request is one row: its status and error kind, for the error rate
+    (failed,) = table.filter(pc.not_equal(table["status"], 200)).to_pylist()
+    assert failed["request_id"] == "bad" and failed["status"] == 422
+    assert failed["error"] == "InvalidInputError" and failed["features"] is None
+    assert failed["batch_rows"] == 0 and failed["label"] is None
     ws.close()
 
 

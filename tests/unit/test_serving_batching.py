@@ -49,7 +49,8 @@ def test_requests_that_arrive_together_run_as_one_batch() -> None:
         outs = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(10)))
         await batcher.stop()
         assert runtime.sizes == [10]
-        return [out for out, _ in outs]
+        assert [batch_rows for _, _, batch_rows in outs] == [10] * 10  # what the log keeps
+        return [out for out, _, _ in outs]
 
     outs = asyncio.run(main())
     assert [float(o[0, 0]) for o in outs] == [2.0 * i for i in range(10)]
@@ -60,7 +61,7 @@ def test_batches_stay_under_max_batch_size_but_a_big_request_runs_whole() -> Non
         runtime = Doubler()
         batcher = await started(runtime, max_batch_size=4, max_queue=64)
         await asyncio.gather(*(batcher.infer(rows(i)) for i in range(9)))
-        big, _ = await batcher.infer(rows(*range(10)))
+        big, _, _ = await batcher.infer(rows(*range(10)))
         assert len(big) == 10
         await batcher.stop()
         return runtime
@@ -72,7 +73,7 @@ def test_batches_stay_under_max_batch_size_but_a_big_request_runs_whole() -> Non
 def test_a_lone_request_is_not_held_for_max_wait() -> None:
     async def main() -> None:
         batcher = await started(Doubler(), max_wait_ms=60_000)
-        out, _ = await asyncio.wait_for(batcher.infer(rows(1)), timeout=10)
+        out, _, _ = await asyncio.wait_for(batcher.infer(rows(1)), timeout=10)
         assert float(out[0, 0]) == 2.0
         await batcher.stop()
 
@@ -161,7 +162,7 @@ def test_finish_builds_answers_once_per_batch() -> None:
         batcher.start()
         results = await asyncio.gather(*(batcher.infer(rows(i)) for i in range(3)))
         await batcher.stop()
-        return [answers for _, answers in results]
+        return [answers for _, answers, _ in results]
 
     assert asyncio.run(main()) == [["answer-0.0"], ["answer-2.0"], ["answer-4.0"]]
     assert calls == [3]

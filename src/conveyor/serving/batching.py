@@ -73,7 +73,7 @@ class Retired(Exception):
     """The version stopped taking requests (a swap); the router sends it to the new one."""
 
 
-Result = tuple[np.ndarray, list[Any]]  # the output rows and their answers
+Result = tuple[np.ndarray, list[Any], int]  # output rows, their answers, rows in the batch
 Finish = Callable[[np.ndarray], list[Any]]
 
 
@@ -301,13 +301,13 @@ class Batcher:
         answers = self._finish(out)
         if len(batch) == 1:
             if not batch[0].future.done():
-                batch[0].future.set_result((out, answers))
+                batch[0].future.set_result((out, answers, len(x)))
             return
         offset = 0
         for item in batch:
             end = offset + item.rows
             if not item.future.done():
-                item.future.set_result((out[offset:end], answers[offset:end]))
+                item.future.set_result((out[offset:end], answers[offset:end], len(x)))
             offset = end
 
     async def _run_alone(self, batch: list[_Item]) -> None:
@@ -324,7 +324,7 @@ class Batcher:
                     )
                 continue
             if not item.future.done():
-                item.future.set_result((out, answers))
+                item.future.set_result((out, answers, item.rows))
 
     async def _call(self, x: np.ndarray) -> np.ndarray:
         # the fastest of the recent batches is what the model costs; slower ones were

@@ -127,6 +127,7 @@ class Handlers:
         headers: Headers = dict(scope["headers"])
         rid = self.request_id(headers)
         dep: Deployment | None = None
+        role = "primary"
         try:
             if self.keys is not None:
                 await self.authorize(headers, "predict")
@@ -154,7 +155,7 @@ class Handlers:
                 # parsed JSON left alive while the request waits is traversed by every
                 # garbage collection meanwhile (a 32-row request: 33 lists); x holds it now
                 rows = None
-            out, preds = await pending
+            out, preds, batch_rows = await pending
             if b"scores=all" in scope.get("query_string", b""):
                 preds = dep.answerer.predictions(out, all_scores=True)
             body = orjson.dumps(
@@ -171,11 +172,13 @@ class Handlers:
             plog = self.predictions
             if plog is not None and plog.wants():
                 model = dep.model
-                plog.record(at, rid, model.name, model.version, role, seconds, raw, x, preds)
+                plog.record(
+                    at, rid, model.name, model.version, role, seconds, raw, x, preds, batch_rows
+                )
             if shadow is not None and shadow is not dep:
                 self._start_shadow(shadow, dep, rid, at, raw, x, rows, images)
         except ServingError as e:
-            await self._error(send, e, dep, rid, start)
+            await self._error(send, e, dep, rid, start, at=at, role=role)
 
     async def _predict_payload(
         self, scope: Scope, receive: Receive, headers: Headers
@@ -234,6 +237,7 @@ class Handlers:
         headers: Headers = dict(scope["headers"])
         rid = self.request_id(headers)
         dep: Deployment | None = None
+        role = "primary"
         try:
             await self.authorize(headers, "predict")
             route = self.router.route(name)
@@ -245,7 +249,7 @@ class Handlers:
                     dep, role = route.pick(_sticky(headers, route))
                 x, given_id, raw = v2.infer_input(dep.model, doc)
                 try:
-                    out, preds = await self.infer(dep, x)
+                    out, preds, batch_rows = await self.infer(dep, x)
                     break
                 except Retired:
                     continue
@@ -260,10 +264,11 @@ class Handlers:
             if plog is not None and plog.wants():
                 model = dep.model
                 plog.record(
-                    at, rid, model.name, model.version, role, seconds, raw or None, x, preds
-                )
+                    at, rid, model.name, model.version, role, seconds, raw or None, x, preds,
+                    batch_rows,
+                )  # fmt: skip
         except ServingError as e:
-            await self._error(send, e, dep, rid, start, v2_style=True)
+            await self._error(send, e, dep, rid, start, v2_style=True, at=at, role=role)
 
     # -- after the answer -------------------------------------------------------------------
 
@@ -300,14 +305,15 @@ class Handlers:
         try:
             same_prep = shadow.model.preprocessing == primary.model.preprocessing
             sx = x if same_prep else self._predict_input(shadow, rows, images)
-            out, preds = await self.infer(shadow, sx)
+            out, preds, batch_rows = await self.infer(shadow, sx)
             seconds = time.perf_counter() - start
             shadow.metrics.answered(200, len(out), seconds)
             if self.predictions is not None:
                 model = shadow.model
                 self.predictions.record(
-                    at, rid, model.name, model.version, "shadow", seconds, raw, sx, preds
-                )
+                    at, rid, model.name, model.version, "shadow", seconds, raw, sx, preds,
+                    batch_rows,
+                )  # fmt: skip
         except (ServingError, Retired) as e:
             shadow.metrics.failed(type(e).__name__)
         except Exception:
@@ -321,6 +327,8 @@ class Handlers:
         rid: str,
         start: float,
         v2_style: bool = False,
+        at: float = 0.0,
+        role: str = "primary",
     ) -> None:
         status = 400 if v2_style and e.status == 422 else e.status  # v2 says 400
         body: dict[str, Any] = {"error": str(e)}
@@ -330,8 +338,15 @@ class Handlers:
             if field:
                 body["field"] = field
         if dep is not None:
-            dep.metrics.answered(status, 0, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            dep.metrics.answered(status, 0, seconds)
             dep.metrics.failed(type(e).__name__)
+            plog = self.predictions
+            if plog is not None and plog.wants():  # a version's error rate, per window
+                model = dep.model
+                plog.failed(
+                    at, rid, model.name, model.version, role, seconds, status, type(e).__name__
+                )
         retry = e.retry_after if isinstance(e, ServerBusyError) else None
         await respond(send, status, orjson.dumps(body), rid, retry)
 

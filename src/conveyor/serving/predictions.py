@@ -6,6 +6,7 @@ The Arrow schema here is the one PREDICTIONS.md documents and `predlog.py` write
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,8 +32,13 @@ SCHEMA = pa.schema(
         pa.field("label", pa.string()),
         pa.field("score", pa.float32()),
         pa.field("value", pa.list_(pa.float32())),
+        pa.field("status", pa.int16()),
+        pa.field("error", pa.string()),
+        pa.field("batch_rows", pa.int32()),
     ]
 )
+# what a file written before a column existed reads as (older servers logged answers only)
+_DEFAULTS = {"status": 200}
 
 
 def prediction_files(
@@ -40,15 +46,45 @@ def prediction_files(
     model: str,
     version: int | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[PredictionFileRecord]:
-    """Index rows of a model's log files, oldest first (files overlapping `since` on)."""
+    """Index rows of a model's log files, oldest first (those overlapping since..until)."""
     query = select(PredictionFileRecord).where(PredictionFileRecord.model == model)
     if version is not None:
         query = query.where(PredictionFileRecord.version == version)
     if since is not None:
         query = query.where(PredictionFileRecord.last_at >= since)
+    if until is not None:
+        query = query.where(PredictionFileRecord.first_at < until)
     with meta.read() as s:
         return list(s.scalars(query.order_by(PredictionFileRecord.first_at)))
+
+
+def iter_predictions(
+    meta: MetadataStore,
+    objects: ObjectStore,
+    model: str,
+    version: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    columns: Sequence[str] | None = None,
+) -> Iterator[pa.Table]:
+    """A model's logged rows file by file (rows with since <= at < until), so a long
+    window is read a file at a time; only `columns` are read (all when None)."""
+    wanted = list(columns) if columns is not None else SCHEMA.names
+    unknown = [c for c in wanted if c not in SCHEMA.names]
+    if unknown:
+        raise ValueError(f"the prediction log has no column {', '.join(unknown)}")
+    read = list(dict.fromkeys([*wanted, "at"]))
+    for record in prediction_files(meta, model, version, since, until):
+        source = pq.ParquetFile(io.BytesIO(objects.get_bytes(record.digest)))
+        present = [c for c in read if c in source.schema_arrow.names]
+        table = _conform(source.read(columns=present), read)
+        keep = _in_window(table, since, until)
+        if keep is not None:
+            table = table.filter(keep)
+        if table.num_rows:
+            yield table.select(wanted)
 
 
 def read_predictions(
@@ -57,19 +93,39 @@ def read_predictions(
     model: str,
     version: int | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Any:
-    """Every logged row of a model (optionally one version, from `since`) as one table."""
-    tables = [
-        pq.read_table(io.BytesIO(objects.get_bytes(f.digest)))
-        for f in prediction_files(meta, model, version, since)
-    ]
+    """Every logged row of a model (optionally one version, in since..until) as one table."""
+    tables = list(iter_predictions(meta, objects, model, version, since, until, columns))
     if not tables:
-        return SCHEMA.empty_table()
-    table = pa.concat_tables(tables)
-    if since is not None:
-        import pyarrow.compute as pc
+        names = list(columns) if columns is not None else SCHEMA.names
+        return pa.schema([SCHEMA.field(n) for n in names]).empty_table()
+    return pa.concat_tables(tables)
 
-        table = table.filter(
-            pc.greater_equal(table["at"], pa.scalar(since, SCHEMA.field("at").type))
-        )
-    return table
+
+def _conform(table: pa.Table, names: list[str]) -> pa.Table:
+    """Columns in `names` order with SCHEMA's types; a column an older file lacks is
+    filled with its default (`status` 200: old servers logged answered requests only)."""
+    arrays = []
+    for name in names:
+        field = SCHEMA.field(name)
+        if name in table.column_names:
+            arrays.append(table.column(name).cast(field.type))
+        else:
+            arrays.append(pa.array([_DEFAULTS.get(name)] * table.num_rows, field.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema([SCHEMA.field(n) for n in names]))
+
+
+def _in_window(table: pa.Table, since: datetime | None, until: datetime | None) -> Any:
+    import pyarrow.compute as pc
+
+    kind = SCHEMA.field("at").type
+    masks = []
+    if since is not None:
+        masks.append(pc.greater_equal(table["at"], pa.scalar(since, kind)))
+    if until is not None:
+        masks.append(pc.less(table["at"], pa.scalar(until, kind)))
+    if not masks:
+        return None
+    return masks[0] if len(masks) == 1 else pc.and_(masks[0], masks[1])

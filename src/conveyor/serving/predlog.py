@@ -56,9 +56,15 @@ Prediction = tuple[
     float,  # latency in seconds
     "list[Any] | None",  # raw rows (JSON values, image bytes); None: same as features
     np.ndarray,  # features: the model input after preprocessing
-    "list[Any]",  # outputs: the answers, one per row
+    "list[Any]",  # outputs: the answers, one per row ([{}] for a failed request)
+    int,  # status: the HTTP status answered (200, or the error's)
+    "str | None",  # error: the kind of error (its class name); None when answered
+    int,  # batch rows: rows in the model batch the request ran in (0: never ran)
 ]
-_WARM_UP: Prediction = (0.0, "", "", 0, "", 0.0, None, np.zeros((1, 1), np.float32), [{}])
+_WARM_UP: Prediction = (
+    0.0, "", "", 0, "", 0.0, None, np.zeros((1, 1), np.float32), [{}], 200, None, 1
+)  # fmt: skip
+_NO_FEATURES: Final = np.zeros((1, 0), np.float32)
 _MODEL: Final = 2
 _VERSION: Final = 3
 _OUTPUTS: Final = 8
@@ -109,17 +115,40 @@ class PredictionLog:
         inputs: list[Any] | None,
         features: np.ndarray,
         outputs: list[Any],
+        batch_rows: int,
     ) -> None:
         rows = len(outputs)
         if self._pending_rows + rows > self.policy.max_pending:
             self.dropped += rows
             return
         self._pending.append(
-            (at, request_id, model, version, role, latency_s, inputs, features, outputs)
-        )
+            (at, request_id, model, version, role, latency_s, inputs, features, outputs,
+             200, None, batch_rows)
+        )  # fmt: skip
         self._pending_rows += rows
         if self._pending_rows >= self.policy.flush_rows:
             self._wake.set()
+
+    def failed(
+        self,
+        at: float,
+        request_id: str,
+        model: str,
+        version: int,
+        role: str,
+        latency_s: float,
+        status: int,
+        error: str,
+    ) -> None:
+        """A request the version could not answer: one row with its status (error rates)."""
+        if self._pending_rows + 1 > self.policy.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(
+            (at, request_id, model, version, role, latency_s, None, _NO_FEATURES, [{}],
+             status, error, 0)
+        )  # fmt: skip
+        self._pending_rows += 1
 
     def flush(self) -> None:
         """Write what is pending now (tests, shutdown)."""
@@ -195,9 +224,8 @@ def to_table(predictions: list[Prediction]) -> Any:
 
     from conveyor.serving.predictions import SCHEMA
 
-    at, request_ids, models, versions, roles, latencies, inputs, features, outputs = zip(
-        *predictions, strict=True
-    )
+    (at, request_ids, models, versions, roles, latencies, inputs, features, outputs,
+     statuses, errors, batches) = zip(*predictions, strict=True)  # fmt: skip
     counts = np.fromiter(map(len, outputs), np.int64, len(predictions))
     total = int(counts.sum())
     at_us = np.repeat(np.array(at, np.float64) * 1e6, counts)
@@ -216,6 +244,9 @@ def to_table(predictions: list[Prediction]) -> Any:
         "label": pa.array([o.get("label") for o in rows], pa.string()),
         "score": pa.array([o.get("score") for o in rows], pa.float32()),
         "value": _values(rows),
+        "status": pa.array(np.repeat(np.array(statuses), counts).astype(np.int16)),
+        "error": pa.array(errors, pa.string()).take(owners),
+        "batch_rows": pa.array(np.repeat(np.array(batches), counts).astype(np.int32)),
     }
     return pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA)
 
@@ -271,9 +302,9 @@ def _features_array(features: list[np.ndarray], counts: np.ndarray) -> Any:
 
     shapes = {f.shape[1:] for f in features}
     width = int(np.prod(next(iter(shapes)))) if len(shapes) == 1 else -1
-    if width < 0 or width > MAX_FEATURES:
+    if width <= 0 or width > MAX_FEATURES:  # mixed shapes, failed requests, huge rows
         flat = [f.reshape(len(f), -1) for f in features]
-        listed = [None if r.size > MAX_FEATURES else r.tolist() for f in flat for r in f]
+        listed = [None if not 0 < r.size <= MAX_FEATURES else r.tolist() for f in flat for r in f]
         return pa.array(listed, pa.list_(pa.float32()))
     values = np.concatenate(features).reshape(-1).astype(np.float32, copy=False)
     offsets = np.arange(int(counts.sum()) + 1, dtype=np.int32) * width
