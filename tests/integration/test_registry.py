@@ -288,3 +288,34 @@ def test_unknown_refs_name_what_exists(ws: Workspace, trained: Any, images: Path
         ws.models.get("bands@production")
     with pytest.raises(ConveyorError, match="models: bands"):
         ws.models.get("digits@v1")
+
+
+def test_a_version_registered_without_a_drift_reference_gets_one_from_its_training_data(
+    ws: Workspace, trained: Any, images: Path
+) -> None:
+    from conveyor.registry.records import DriftReferenceRecord
+    from conveyor.registry.watched import embedder
+
+    mv = _register(ws, trained, _data(ws, images))
+    reference, why = ws.models.drift_reference(mv)
+    assert reference is not None, why
+    assert reference.rows == ws.datasets.get("bands@v2").manifest.splits()["train"]
+    assert reference.source == "bands@v2 (train)"
+    assert {"pixel_mean", "pixel_std", "predicted", "confidence"} <= set(reference.columns)
+    assert set(reference.columns["predicted"].counts) <= set(SIGNATURE.labels)
+    # stored: asked again, it is read back, not rebuilt
+    again, _ = ws.models.drift_reference(mv.ref)
+    assert again is not None and again.to_dict() == reference.to_dict()
+    with ws.meta.read() as s:
+        assert s.query(DriftReferenceRecord).count() == 1
+    # the embedding is the model's own: the input of its last Linear layer, as PyTorch has it
+    model, example = trained
+    seen: list[torch.Tensor] = []
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    hook = last.register_forward_hook(lambda _m, args, _o: seen.append(args[0]))
+    with torch.no_grad():
+        model(torch.from_numpy(example))
+    hook.remove()
+    _, onnx_embedding = embedder(mv.onnx_bytes()).run(example)
+    assert onnx_embedding is not None
+    np.testing.assert_allclose(onnx_embedding, seen[0].flatten(1).numpy(), atol=1e-4)

@@ -33,6 +33,7 @@ from conveyor.registry.records import (
     ModelRecord,
     ModelVersionRecord,
 )
+from conveyor.registry.references import backfill_reference, load_reference
 from conveyor.registry.refs import ModelRef, check_alias, check_model_name, parse_model_ref
 from conveyor.registry.register import build_artifacts, environment
 from conveyor.registry.signature import Signature
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from conveyor.data.catalog import Datasets
     from conveyor.data.dataset import DatasetVersion
+    from conveyor.data.reference import Reference
     from conveyor.registry.package import ExportReport
     from conveyor.registry.quantize import Mode
     from conveyor.storage.metadata import MetadataStore
@@ -232,6 +234,15 @@ class Models:
         else:
             hint = "register one with `conveyor train ...` or ws.models.register(...)"
         return ModelNotFoundError(message, hint)
+
+    def drift_reference(self, spec: str | ModelVersion) -> tuple[Reference | None, str]:
+        """The version's drift reference, and why there is none. A version registered
+        before references existed gets one now, from its lineage's training data."""
+        mv = self.get(spec) if isinstance(spec, str) else spec
+        found = load_reference(self.meta, self.objects, mv)
+        if found is not None:
+            return found, ""
+        return backfill_reference(self.meta, self.objects, self.datasets, mv)
 
     def list(self, name: str | None = None) -> builtins.list[VersionSummary]:
         """Every version (of one model, or of all), newest first within each model."""

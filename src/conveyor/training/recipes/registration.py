@@ -2,7 +2,8 @@
 lineage (the run and the dataset version) and a reference profile of the train split.
 
 The ONNX export is checked against PyTorch on held-out rows of the eval split; the
-profile is built from up to 512 rows of the train split.
+profile is built from up to 512 rows of the train split, the drift reference from up
+to 5,000 (registry/references.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from conveyor.registry.evaluate import input_columns
 from conveyor.registry.preprocessing import Preprocessing
 from conveyor.registry.profile import build_profile, model_summary
+from conveyor.registry.references import ROWS, build_reference, save_reference, training_rows
 from conveyor.registry.signature import Signature, TensorSpec
+from conveyor.registry.version import ONNX
 
 if TYPE_CHECKING:
     from conveyor.data.dataset import DatasetVersion
@@ -61,8 +63,8 @@ def register_recipe_model(
         outputs=[TensorSpec("logits", "float32", [None, len(classes)])],
         labels=classes,
     )
-    held_out = _raw_rows(version, spec.preprocessing, splits.eval, _CHECK_ROWS)
-    train_rows = _raw_rows(version, spec.preprocessing, splits.train, _PROFILE_ROWS)
+    held_out = training_rows(version, spec.preprocessing, splits.eval, _CHECK_ROWS)
+    train_rows = training_rows(version, spec.preprocessing, splits.train, _PROFILE_ROWS)
     if embed is not None:  # text: the model takes embeddings of the text column
         example = embed(held_out).numpy()
         profile = {"format": "conveyor.profile/1", "kind": "text", "rows": len(train_rows)}
@@ -87,19 +89,12 @@ def register_recipe_model(
         target=spec.target,
         description=f"{recipe} trained on {version.ref}",
     )
+    if ONNX in mv.artifacts:  # what drift monitoring compares served traffic with
+        rows = training_rows(version, spec.preprocessing, splits.train, ROWS)
+        x = embed(rows).numpy() if embed is not None else spec.preprocessing.apply(rows)
+        source = f"{version.ref} ({splits.label(splits.train)})"
+        save_reference(ws.meta, ws.objects, mv, build_reference(mv, x, source))
     return mv
-
-
-def _raw_rows(version: DatasetVersion, pre: Preprocessing, split: str | None, limit: int) -> Any:
-    """The first `limit` rows of a split in the form `pre.apply` takes."""
-    columns = input_columns(pre)
-    gathered: dict[str, list[Any]] = {c: [] for c in columns}
-    for table in version.iter_tables(columns=columns, split=split):
-        for c in columns:
-            gathered[c].extend(table.column(c).to_pylist()[: limit - len(gathered[c])])
-        if len(gathered[columns[0]]) >= limit:
-            break
-    return gathered if pre.kind == "tabular" else gathered[columns[0]]
 
 
 def as_model_input(pre: Preprocessing, images: torch.Tensor) -> torch.Tensor:
