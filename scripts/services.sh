@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Start or stop the real services the tests use: a PostgreSQL server and an
 # S3-compatible server (moto in server mode), both on 127.0.0.1 only.
-#   scripts/services.sh start   # installs PostgreSQL with apt if missing; writes .services/env
+#   scripts/services.sh start    # installs what is missing (below), starts both; writes .services/env
 #   scripts/services.sh stop
+#   scripts/services.sh install  # only install with apt what is missing: PostgreSQL, and
+#                                # Prometheus for its `promtool` (the tests lint rules and
+#                                # scrapes with it; no Prometheus server needs to run)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,13 +21,24 @@ as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-install_postgres() {
-  [ -n "$(pg_bin)" ] && return
-  echo "services: installing PostgreSQL with apt" >&2
+apt_install() {  # apt_install PACKAGE...
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+install_postgres() {
+  [ -n "$(pg_bin)" ] && return
+  echo "services: installing PostgreSQL with apt" >&2
+  apt_install postgresql
+}
+
+install_prometheus() {
+  # Only promtool is used; if apt also starts a prometheus daemon, nothing depends on it.
+  command -v promtool >/dev/null && return
+  echo "services: installing Prometheus (for promtool) with apt" >&2
+  apt_install prometheus
 }
 
 wait_for() {  # wait_for NAME PYTHON-CHECK
@@ -39,6 +53,7 @@ wait_for() {  # wait_for NAME PYTHON-CHECK
 start() {
   mkdir -p "$state"
   install_postgres
+  install_prometheus
   local bin data
   bin=$(pg_bin)
   data=$(mktemp -d /tmp/conveyor-pg.XXXXXX)
@@ -77,5 +92,6 @@ stop() {
 case "${1:-}" in
   start) stop; start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  install) install_postgres; install_prometheus ;;
+  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac
