@@ -162,3 +162,8 @@ class InferenceError(ServingError):
 
 class DriftInputError(ConveyorError):
     """A drift check cannot run as asked: a column one side lacks, a schema that changed."""
+
+
+class MonitorInputError(ConveyorError):
+    """A monitoring figure cannot be computed as asked: a table without the columns it
+    needs (predictions, labels, a labelled dataset version), a bad bucket size."""

@@ -3,7 +3,8 @@
 `create_app(options, source, meta, objects)` builds it; the lifespan loads and verifies
 every model before the server takes a request, and on shutdown drains the queues and
 flushes the prediction log. Public without a key: health, server metadata, /metrics and
-the docs. `predict` keys: /predict and v2 model routes. `admin` keys: /admin/*.
+the docs. `predict` keys: /predict and v2 model routes. `feedback` keys: /feedback (labels
+sent back, FEEDBACK.md). `admin` keys: /admin/* and everything else.
 """
 
 from __future__ import annotations
@@ -23,8 +24,15 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from conveyor import __version__
-from conveyor.core.errors import ServerBusyError, ServingError
+from conveyor.core.errors import ConveyorError, ServerBusyError, ServingError
 from conveyor.serving import v2
+from conveyor.serving.feedback import (
+    MAX_LABELS,
+    OPENAPI_BODY,
+    Feedback,
+    FeedbackAnswer,
+    parse_labels,
+)
 from conveyor.serving.handlers import Handlers
 from conveyor.serving.keys import KeyChecker, Keys
 from conveyor.serving.metrics import ServerMetrics
@@ -135,8 +143,10 @@ def create_app(
     app.state.handlers = handlers
     app.state.router = router
     app.state.predictions = plog
+    feedback = None if meta is None else Feedback(meta, objects, plog)
     _add_public_routes(app, router, metrics)
     _add_model_routes(app, handlers)
+    _add_feedback_route(app, handlers, feedback)
     _add_admin_routes(app, handlers)
     _document_hot_paths(app)
     return ServingApp(app, handlers)
@@ -150,7 +160,11 @@ def error_response(e: ServingError) -> Response:
     headers = {}
     if isinstance(e, ServerBusyError):
         headers["retry-after"] = str(max(1, round(e.retry_after)))
-    return Response(orjson.dumps({"error": str(e)}), e.status, headers, "application/json")
+    body = {"error": str(e)}
+    field = getattr(e, "field", None)
+    if field:
+        body["field"] = field
+    return Response(orjson.dumps(body), e.status, headers, "application/json")
 
 
 def guarded(handler: Any) -> Any:
@@ -258,6 +272,47 @@ def _add_model_routes(app: FastAPI, handlers: Handlers) -> None:
         ("/v2/models/{name}/versions/{version}/ready", model_ready),
     ]:
         app.add_api_route(path, guarded(endpoint), methods=["GET"], tags=["v2"])
+
+
+def _add_feedback_route(app: FastAPI, handlers: Handlers, feedback: Feedback | None) -> None:
+    @app.post(
+        "/feedback/{name}",
+        tags=["feedback"],
+        summary="Send true labels back for predictions already answered",
+        response_model=FeedbackAnswer,
+        responses={
+            404: {"description": "The model is not served here"},
+            413: {"description": f"Over --max-body-bytes or over {MAX_LABELS} labels"},
+            422: {"description": "A malformed label; `field` names it; nothing is stored"},
+        },
+        openapi_extra={"requestBody": OPENAPI_BODY},
+    )
+    async def send_feedback(name: str, request: Request) -> Response:
+        """Labels keyed by request id and row (FEEDBACK.md); the latest label of a row wins."""
+        try:
+            key = await handlers.authorize_request(request, "feedback")
+            handlers.router.route(name)
+            if feedback is None:
+                raise ServingError(
+                    "this server keeps no labels: it was started without a workspace",
+                    "serve from a workspace (conveyor --workspace PATH serve ...)",
+                )
+            body = await handlers.body(dict(request.scope["headers"]), request.receive)
+            labels = parse_labels(body)
+            key_id = None if key is None else key.id
+            try:
+                answer = await asyncio.to_thread(feedback.accept, name, labels, key_id)
+            except ServingError:
+                raise
+            except ConveyorError as e:  # the metadata store or object store is away
+                raise ServerBusyError(
+                    f"the labels could not be stored ({e})",
+                    "nothing was stored; retry",
+                    retry_after=5.0,
+                ) from None
+        except ServingError as e:
+            return error_response(e)
+        return json_response(answer)
 
 
 def _add_admin_routes(app: FastAPI, handlers: Handlers) -> None:

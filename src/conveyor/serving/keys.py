@@ -4,7 +4,8 @@ A key reads `cvk_<id>_<secret>`: the id finds the row, the secret is checked aga
 hash with a constant-time compare. scrypt is slow on purpose (a stolen table is hard to
 brute-force), so the server verifies a key once and keeps the verdict in memory under
 the key's sha256; it reloads the rows every few seconds, so a revoked key stops working
-within that time. Scopes: `predict` (prediction routes) and `admin` (everything).
+within that time. Scopes: `predict` (prediction routes), `feedback` (sending labels back,
+`POST /feedback/{name}`) and `admin` (everything).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from conveyor.serving.ratelimit import TokenBuckets
 from conveyor.serving.records import ApiKeyRecord
 from conveyor.storage.metadata import MetadataStore
 
-SCOPES = ("predict", "admin")
+SCOPES = ("predict", "feedback", "admin")
 _PREFIX = "cvk"
 _KEY = re.compile(rf"^{_PREFIX}_([a-z0-9]{{12}})_([A-Za-z0-9_-]{{20,100}})$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
