@@ -167,3 +167,8 @@ class DriftInputError(ConveyorError):
 class MonitorInputError(ConveyorError):
     """A monitoring figure cannot be computed as asked: a table without the columns it
     needs (predictions, labels, a labelled dataset version), a bad bucket size."""
+
+
+class MonitorConfigError(ConveyorError):
+    """A monitor config (alert rules, webhooks) that cannot be used; the message names the
+    spot and what to write instead (spec: monitoring/ALERTS.md)."""
