@@ -129,7 +129,7 @@ def serve(
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")] = "default",
-    scope: Annotated[str, typer.Option(help="predict or admin.")] = "predict",
+    scope: Annotated[str, typer.Option(help="predict, feedback or admin.")] = "predict",
     rate_limit: Annotated[
         float | None, typer.Option(help="Requests per second, for all workers together.")
     ] = None,
