@@ -175,7 +175,46 @@ def test_changed_images_drift_lower_accuracy_and_fire_one_alert(
     assert check(second_end)["events"] == []  # still true: no repeat
     assert check(second_end + timedelta(minutes=5))["events"] == []  # no traffic: no data
     assert sorted(p["rule"] for p in received) == sorted(e["rule"] for e in fired["events"])
+    _scrape_a_running_monitor(config, project)
     status = cli("monitor", "status", "--window", "24h", "--json", cwd=project)
     assert status.returncode == 0, status.stderr
     (served,) = json.loads(status.stdout)["versions"]
     assert {a["rule"] for a in served["alerts"]} == {e["rule"] for e in fired["events"]}
+
+
+def _scrape_a_running_monitor(config: Path, project: Path) -> None:
+    """`monitor run` serves its figures on /metrics and stops cleanly on SIGTERM."""
+    port = _free_port()
+    args = ["monitor", "run", str(config), "--metrics-port", str(port)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", *args], cwd=project, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while not _checked_once(text) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert f'conveyor_monitor_alerts_open{{model="{MODEL}"' in text
+        assert "conveyor_monitor_window_requests" in text
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+
+
+def _checked_once(metrics: str) -> bool:
+    done = [
+        line for line in metrics.splitlines() if line.startswith("conveyor_monitor_checks_total")
+    ]
+    return bool(done) and float(done[0].split()[-1]) >= 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

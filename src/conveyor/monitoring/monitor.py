@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.core.errors import ConveyorError
@@ -56,11 +56,10 @@ class Monitor:
         """One check now: reports, rules, events, webhooks, /metrics."""
         now = self.clock()
         mv = self.ws.models.get(self.config.model)
-        window = Window.last(timedelta(seconds=self.config.window), now)
-        depth = max(rule.windows for rule in self.config.rules)
+        window = Window.last(self.config.window_span, now)
         reports = [
             build_report(self.ws, self.config.model, window.before(i), drift=True)
-            for i in range(depth)
+            for i in range(self.config.history)
         ]
         events = self.alerts.check(mv.name, mv.number, [figures(r) for r in reports], now)
         opened = open_alerts(self.ws.meta, mv.name)
