@@ -154,6 +154,23 @@ def test_changed_images_drift_lower_accuracy_and_fire_one_alert(
     # the fall is larger than both intervals: not noise
     assert after["accuracy"]["ci"][1] < before["accuracy"]["ci"][0]
 
+    # the same engine, any two things: the dataset against each window, two windows
+    def drift(*args: str) -> dict[str, Any]:
+        done = cli("monitor", "drift", *args, "--json", cwd=project)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    served = f"{MODEL}:production"
+    first = ["--since", _iso(start), "--until", _iso(first_end)]
+    second = ["--since", _iso(second_start), "--until", _iso(second_end)]
+    assert drift("--reference", "digits@v2", "--current", served, *first)["drift"] is False
+    assert drift("--reference", "digits@v2", "--current", served, *second)["drift"] is True
+    windows = drift(
+        "--reference", served, "--reference-since", _iso(start), "--reference-until",
+        _iso(first_end), "--current", served, *second,
+    )  # fmt: skip
+    assert windows["drift"] is True and windows["n_reference"] == windows["n_current"] == 300
+
     page = tmp_path / "report.html"
     args = ["monitor", "report", f"{MODEL}@v1", "--since", _iso(second_start)]
     html = cli(*args, "--until", _iso(second_end), "--out", str(page), cwd=project)

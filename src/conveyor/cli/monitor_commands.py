@@ -54,21 +54,40 @@ def drift(
             "--threshold", help="COLUMN=EFFECT: the smallest effect that matters (repeatable)."
         ),
     ] = None,
+    window: WindowOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    reference_window: Annotated[
+        str | None, typer.Option(help="The reference traffic's window, when it is a model.")
+    ] = None,
+    reference_since: Annotated[
+        str | None, typer.Option(help="The reference traffic's start (ISO 8601).")
+    ] = None,
+    reference_until: Annotated[
+        str | None, typer.Option(help="The reference traffic's end (ISO 8601).")
+    ] = None,
     wide: output.WideOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Which columns moved between two dataset versions, by how much, and how sure.
+    """Which columns moved, by how much, and how sure: between two dataset versions, a
+    dataset version and a served model's traffic (digits:production), or two windows of
+    traffic (the current one from --window/--since/--until, the reference's from
+    --reference-window/--reference-since/--reference-until; default the last hour).
 
     Exit code 0 whether or not drift is found; 2 on bad input.
     """
-    from conveyor.monitoring.compare import compare_datasets
+    from conveyor.monitoring.compare import compare, resolve
 
     names = [c.strip() for spec in columns or [] for c in spec.split(",") if c.strip()]
     with state.open_workspace() as ws:
-        report = compare_datasets(
-            ws.datasets,
-            reference,
-            current,
+        ref_side = resolve(
+            ws, reference, _window(reference_window, reference_since, reference_until)
+        )
+        cur_side = resolve(ws, current, _window(window, since, until))
+        report = compare(
+            ws,
+            ref_side,
+            cur_side,
             columns=names or None,
             alpha=alpha,
             correction=correction,  # checked by check()
@@ -77,7 +96,13 @@ def drift(
     if as_json:
         output.print_json(report.to_dict())
         return
-    _print(report, reference, current, wide)
+    _print(report, ref_side.label(), cur_side.label(), wide)
+
+
+def _window(length: str | None, since: str | None, until: str | None) -> Any:
+    from conveyor.monitoring.window import Window
+
+    return Window.pick(length, since, until) if (length or since or until) else None
 
 
 @app.command()

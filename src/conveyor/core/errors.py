@@ -172,3 +172,12 @@ class MonitorInputError(ConveyorError):
 class MonitorConfigError(ConveyorError):
     """A monitor config (alert rules, webhooks) that cannot be used; the message names the
     spot and what to write instead (spec: monitoring/ALERTS.md)."""
+
+
+def yaml_problem(e: Exception) -> str:
+    """Where a YAML file stops parsing and why, for a one-line message (a yaml.YAMLError)."""
+    mark = getattr(e, "problem_mark", None)
+    if mark is not None:
+        problem = getattr(e, "problem", None) or getattr(e, "context", None)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return str(e) or type(e).__name__

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConveyorError, yaml_problem
 
 SHOWN = 5  # offending values named in one message
 
@@ -121,9 +121,7 @@ def load_rules(path: Path) -> Rules:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConveyorError(
-            f"{path} is not valid YAML ({_yaml_problem(e)})", "fix that line"
-        ) from e
+        raise ConveyorError(f"{path} is not valid YAML ({yaml_problem(e)})", "fix that line") from e
     if not isinstance(data, dict) or not data:
         what = "is empty" if not data else f"is a {type(data).__name__}, not a mapping of rules"
         raise ConveyorError(f"rules file {path} {what}", "write rows, columns or class_balance")
@@ -131,13 +129,6 @@ def load_rules(path: Path) -> Rules:
         return Rules.model_validate(data)
     except ValidationError as e:
         raise _rules_error(e, path) from e
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
-        mark = e.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {e.problem or e.context}"
-    return str(e)
 
 
 def _rules_error(e: ValidationError, path: Path) -> ConveyorError:

@@ -23,15 +23,13 @@ from conveyor.data.reference import Reference
 from conveyor.data.sketch import CategoricalSketch, NumericSketch, numeric_values
 from conveyor.monitoring import accuracy as accuracy_figures
 from conveyor.monitoring.drift import check
-from conveyor.monitoring.window import HEALTH_COLUMNS, Window, health
-from conveyor.registry.watched import embedder, model_input, watched_table
-from conveyor.serving.predictions import iter_predictions
+from conveyor.monitoring.traffic import LIGHT, log_files, watched_rows
+from conveyor.monitoring.window import Window, health
 
 if TYPE_CHECKING:
     from conveyor.registry.version import ModelVersion
 
 FORMAT = "conveyor.monitor-report/1"
-_LIGHT = [*HEALTH_COLUMNS, "label", "score"]  # what health, predictions, accuracy read
 _BINS = 30
 _TOP_CATEGORIES = 20
 
@@ -55,16 +53,13 @@ def build_report(
     mv = ws.models.get(spec)
     reference, why = ws.models.drift_reference(mv) if drift else (None, "")
     light: list[pa.Table] = []
-    files = iter_predictions(
-        ws.meta, ws.objects, mv.name, mv.number, window.since, window.until,
-        columns=[*_LIGHT, *(["features"] if reference else [])],
-    )  # fmt: skip
+    files = log_files(ws, mv, window, inputs=reference is not None)
 
     def batches() -> Iterator[pa.Table]:
         for table in files:
-            light.append(table.select(_LIGHT))
+            light.append(table.select(LIGHT))
             if reference is not None:
-                watched = _watched(mv, table)
+                watched = watched_rows(mv, table)
                 if watched.num_rows:
                     yield watched
 
@@ -132,22 +127,6 @@ def served_versions(meta: Any, window: Window) -> list[tuple[str, int]]:
 
 
 # -- drift ----------------------------------------------------------------------------------
-
-
-def _watched(mv: ModelVersion, table: pa.Table) -> pa.Table:
-    """A log file's answered rows as the watched columns (rows without features dropped)."""
-    table = table.filter(pc.and_(pc.equal(table["status"], 200), pc.is_valid(table["features"])))
-    if not table.num_rows:
-        return pa.table({})
-    flat = table["features"].combine_chunks()
-    width = len(flat.values) // len(flat)
-    x = model_input(mv.signature, flat.values.to_numpy().reshape(len(flat), width))
-    _, embeddings = embedder(mv.onnx_bytes()).run(x)
-    return watched_table(
-        mv.preprocessing, mv.signature, x, embeddings=embeddings,
-        predicted=table["label"].to_pylist(),
-        confidence=table["score"].to_numpy(zero_copy_only=False),
-    )  # fmt: skip
 
 
 def _drift(
@@ -283,4 +262,4 @@ def _accuracy(
 def _empty_light() -> pa.Table:
     from conveyor.serving.predictions import SCHEMA
 
-    return pa.schema([SCHEMA.field(n) for n in _LIGHT]).empty_table()
+    return pa.schema([SCHEMA.field(n) for n in LIGHT]).empty_table()

@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from conveyor.compute.spec import parse_duration
-from conveyor.core.errors import ConveyorError, JobSpecError, MonitorConfigError
+from conveyor.core.errors import ConveyorError, JobSpecError, MonitorConfigError, yaml_problem
 from conveyor.registry.refs import ModelRef, parse_model_ref
 
 MAX_CONFIG_BYTES = 1_000_000  # a monitor config is a page of YAML; refuse more unread
@@ -391,7 +391,7 @@ def parse_config(content: str | dict[str, Any], source: str = "monitor config") 
             data = yaml.safe_load(content)
         except yaml.YAMLError as e:
             raise MonitorConfigError(
-                f"{where} is not valid YAML ({_yaml_problem(e)})", "fix that line"
+                f"{where} is not valid YAML ({yaml_problem(e)})", "fix that line"
             ) from None
     else:
         data = content
@@ -404,13 +404,6 @@ def parse_config(content: str | dict[str, Any], source: str = "monitor config") 
         return MonitorConfig.model_validate(data)
     except ValidationError as e:
         raise _config_error(e, where) from None
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
-        mark = e.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {e.problem or e.context}"
-    return type(e).__name__
 
 
 def _config_error(e: ValidationError, where: str) -> MonitorConfigError:
