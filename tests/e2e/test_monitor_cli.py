@@ -96,3 +96,32 @@ def test_bad_input_is_one_line_and_exit_2(cli: Cli, tmp_path: Path) -> None:
         cli("monitor", "drift", "-r", "a@v1", "-c", "a@v1", "--correction", "x", cwd=ws),
         "unknown correction",
     )
+    assert_one_line_error(
+        cli("monitor", "drift", "-r", "a@v1", "-c", "nope:production", cwd=ws),
+        "no dataset or model named 'nope'",
+    )
+
+
+def test_watching_served_versions_says_what_is_wrong_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    assert cli("init", "ws").returncode == 0
+    ws = tmp_path / "ws"
+    quiet = cli("monitor", "status", cwd=ws)
+    assert quiet.returncode == 0 and "no served traffic in the last 1h" in quiet.stdout
+    assert json.loads(cli("monitor", "status", "--json", cwd=ws).stdout)["versions"] == []
+    report = ["monitor", "report"]
+    assert_one_line_error(cli(*report, "nope:production", cwd=ws), "nope")
+    assert_one_line_error(cli(*report, "x@v1", "--window", "soon", cwd=ws), "not a duration")
+    assert_one_line_error(
+        cli(*report, "x@v1", "--window", "1h", "--since", "2026-12-01", cwd=ws), "not both"
+    )
+    assert_one_line_error(
+        cli(*report, "x@v1", "--since", "yesterday", cwd=ws), "not an ISO 8601 time"
+    )
+    assert_one_line_error(
+        cli(*report, "x@v1", "--since", "2026-12-02", "--until", "2026-12-01", cwd=ws),
+        "before it starts",
+    )
+    assert_one_line_error(cli("monitor", "check", "missing.yaml", cwd=ws), "no monitor config")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x:production\nrules:\n  - latency.p99 > 50 parsecs\n")
+    assert_one_line_error(cli("monitor", "check", str(bad), cwd=ws), "latency.p99")
