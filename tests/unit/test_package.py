@@ -16,6 +16,18 @@ def test_public_api_matches_all() -> None:
     assert public >= set(conveyor.__all__)
 
 
+def test_monitoring_names_load_on_first_use_and_the_tables_stay_light() -> None:
+    code = (
+        "import sys\n"
+        "import conveyor.monitoring.records\n"
+        "print(sorted({'scipy', 'conveyor.registry.models'} & set(sys.modules)))\n"
+        "import conveyor.monitoring as m\n"
+        "print(all(getattr(m, name) is not None for name in m.__all__))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "True"]
+
+
 def test_cli_start_imports_nothing_heavy() -> None:
     code = (
         "import sys\n"
