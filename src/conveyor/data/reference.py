@@ -37,7 +37,11 @@ class Reference:
         kept: dict[str, Sketch] = {}
         skipped: dict[str, str] = {}
         for name in names:
-            made = sketches.sketch_column(table.column(name))
+            try:
+                made = sketches.sketch_column(table.column(name))
+            except sketches.Unsketchable as why:  # vectors of no single width, or none
+                skipped[name] = str(why)
+                continue
             if made is None:
                 skipped[name] = f"{table.schema.field(name).type} values are not checked"
             elif isinstance(made, CategoricalSketch) and len(made.counts) > MAX_CATEGORIES:

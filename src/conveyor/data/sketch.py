@@ -3,16 +3,21 @@
 The reference is sketched once, so a check never rereads it: per numeric column the
 exact cumulative share at up to 1,001 quantile edges (every distinct value when there are
 fewer), which is enough for a binned Kolmogorov-Smirnov test and the Wasserstein
-distance; per categorical column the count of every category. Both are small JSON.
+distance; per categorical column the count of every category; per embedding column (a
+list of floats of one width) a fixed random sample of 1,000 vectors with the per-dimension
+mean and sd. All are JSON.
 
-The current window is counted against those edges batch by batch (`NumericCounts`,
-category counts), and counts add up, so a window is read once, a batch at a time, and
-never held whole.
+The current window is counted batch by batch (`NumericCounts` against the edges,
+category counts, `EmbeddingSample`: a reservoir of 2,000 vectors), and counts add up, so
+a window is read once, a batch at a time, and never held whole.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import base64
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -22,6 +27,9 @@ import pyarrow.compute as pc
 EDGES = 1001  # quantile edges kept per numeric column: the KS statistic is exact to 1/1000
 MAX_CATEGORIES = 1000  # beyond this a string column is an identifier, not a category
 MISSING = "(missing)"
+SAMPLE_REFERENCE = 1000  # reference vectors an embedding sketch keeps
+SAMPLE_CURRENT = 2000  # current vectors a window keeps (a reservoir)
+MAX_DIMS = 4096  # wider vectors are skipped: reduce them first
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,54 @@ class CategoricalSketch:
         return {"kind": self.kind, **asdict(self)}
 
 
-Sketch = NumericSketch | CategoricalSketch
+@dataclass(frozen=True)
+class EmbeddingSketch:
+    """A column of vectors of one width: a seeded random sample of up to 1,000 of them,
+    centred on the reference mean and divided by `scale` (the root mean square of the
+    per-dimension sds, one number, so distances keep their geometry), stored as
+    little-endian float16 in base64 (spec: monitoring/DRIFT.md). `bandwidth` (the
+    Gaussian kernel's sigma, median heuristic) and `axis_variance` (the variance along the
+    sample's first principal axis) are in those scaled units, fixed once here."""
+
+    kind = "embedding"
+    rows: int
+    missing: int  # null vectors, and vectors with a NaN or a null inside
+    dims: int
+    mean: list[float]  # per dimension, over every present reference vector
+    std: list[float]
+    sample_rows: int
+    sample: str  # base64 of float16 little-endian, row-major (sample_rows x dims)
+    bandwidth: float
+    axis_variance: float
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.missing
+
+    @property
+    def scale(self) -> float:
+        return _scale(np.asarray(self.std))
+
+    @cached_property
+    def vectors(self) -> np.ndarray:
+        """The sample, scaled (float32, sample_rows x dims)."""
+        raw = np.frombuffer(base64.b64decode(self.sample), dtype="<f2")
+        return raw.astype(np.float32).reshape(self.sample_rows, self.dims)
+
+    def scaled(self, values: np.ndarray) -> np.ndarray:
+        """Current vectors in the sample's units: centred on the reference mean, / scale."""
+        centre = np.asarray(self.mean, dtype=np.float32)
+        return ((values - centre) / np.float32(self.scale)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+
+Sketch = NumericSketch | CategoricalSketch | EmbeddingSketch
+
+
+class Unsketchable(ValueError):
+    """A column of a checkable type whose values cannot be sketched (ragged vectors)."""
 
 
 @dataclass
@@ -88,8 +143,64 @@ class NumericCounts:
         self.above_excess += float((x[at_or_below[-1] :] - edges[-1]).sum())
 
 
+@dataclass
+class EmbeddingSample:
+    """A window of one embedding column: a seeded reservoir of at most `capacity` vectors
+    (Algorithm R: after it fills, the t-th vector replaces a random slot with probability
+    capacity / t, so every vector seen is kept with the same chance), per-dimension sums,
+    and the counts. Memory is capacity x dims floats whatever the window's size; batches
+    give the same sample as the whole window (one uniform draw per vector, in order)."""
+
+    dims: int
+    seed: Sequence[int] = (0,)
+    capacity: int = SAMPLE_CURRENT
+    rows: int = 0
+    missing: int = 0
+    present: int = 0
+    sums: np.ndarray | None = None
+    kept: np.ndarray | None = None
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(list(self.seed))
+
+    @property
+    def vectors(self) -> np.ndarray:
+        if self.kept is None:
+            return np.empty((0, self.dims), dtype=np.float32)
+        return self.kept[: min(self.present, self.capacity)]
+
+    def add(self, vectors: np.ndarray, missing: int) -> None:
+        """`vectors`: the present rows of a batch (k x dims); `missing`: its other rows."""
+        self.rows += int(vectors.shape[0]) + missing
+        self.missing += missing
+        if not vectors.shape[0]:
+            return
+        if self.kept is None:
+            self.kept = np.empty((self.capacity, self.dims), dtype=np.float32)
+            self.sums = np.zeros(self.dims, dtype=np.float64)
+        assert self.sums is not None
+        self.sums += vectors.sum(axis=0, dtype=np.float64)
+        t = self.present + np.arange(vectors.shape[0])  # each vector's place in the window
+        self.present += int(vectors.shape[0])
+        fill = t < self.capacity
+        self.kept[t[fill]] = vectors[fill]
+        later = np.flatnonzero(~fill)
+        if not later.size:
+            return
+        slot = np.floor(self._rng.random(later.size) * (t[later] + 1)).astype(np.int64)
+        hit = slot < self.capacity
+        slot, later = slot[hit], later[hit]
+        # a slot hit twice in one batch keeps the later vector, as one at a time would
+        last = slot.size - 1 - np.unique(slot[::-1], return_index=True)[1]
+        self.kept[slot[last]] = vectors[later[last]]
+
+
 def kind_of(t: pa.DataType) -> str | None:
-    """The kind of column a type holds: numeric, categorical, or None (not checked)."""
+    """The kind of column a type holds: numeric, categorical, embedding (a list of
+    floats), or None (not checked)."""
+    if _is_vector(t):
+        return "embedding"
     if pa.types.is_dictionary(t):
         t = t.value_type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
@@ -140,12 +251,125 @@ def sketch_numeric(values: np.ndarray) -> NumericSketch:
     )
 
 
+def _is_vector(t: pa.DataType) -> bool:
+    lists = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+    return bool(lists and pa.types.is_floating(t.value_type))
+
+
+def embedding_vectors(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    """The present vectors (float32, rows x width) and how many rows are missing: a null
+    vector, or one with a NaN or a null value inside. Raises Unsketchable when the
+    present vectors are not all of one width."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    valid = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    widths = np.unique(lengths[valid].astype(np.int64))
+    if widths.size > 1:
+        raise Unsketchable(f"vectors of {widths[0]:,} to {widths[-1]:,} values, not one width")
+    width = int(widths[0]) if widths.size else 0
+    flat = pc.cast(pc.list_flatten(column), pa.float32())  # null vectors give nothing
+    values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
+    values = values.reshape(-1, width) if width else np.empty((int(valid.sum()), 0), np.float32)
+    whole = ~np.isnan(values).any(axis=1)
+    vectors = values if whole.all() else values[whole]
+    return vectors, len(column) - int(vectors.shape[0])
+
+
+def sketch_embedding(column: pa.ChunkedArray | pa.Array) -> EmbeddingSketch:
+    """A seeded sample of 1,000 present vectors, scaled, as float16 (see EmbeddingSketch).
+
+    Read a slice at a time: the sample is a reservoir (seed 0) and the mean and sd are
+    merged slice by slice (Chan's update), so a large reference costs a slice of memory
+    beyond its Arrow column."""
+    sample: EmbeddingSample | None = None
+    count, missing, mean, m2 = 0, 0, np.zeros(0), np.zeros(0)
+    for start in range(0, len(column), _SLICE):
+        vectors, gone = embedding_vectors(column.slice(start, _SLICE))
+        missing += gone
+        k, dims = vectors.shape
+        if k == 0:
+            continue
+        if sample is None:
+            sample = EmbeddingSample(dims, (0,), SAMPLE_REFERENCE)
+            mean, m2 = np.zeros(dims), np.zeros(dims)
+        elif dims != sample.dims:
+            raise Unsketchable(f"vectors of {sample.dims:,} and of {dims:,} values, not one width")
+        sample.add(vectors, 0)
+        part = vectors.mean(axis=0, dtype=np.float64)
+        part_m2 = np.square(vectors - part.astype(np.float32), dtype=np.float64).sum(axis=0)
+        delta = part - mean
+        mean = mean + delta * (k / (count + k))
+        m2 = m2 + part_m2 + np.square(delta) * (count * k / (count + k))
+        count += k
+    if sample is None or sample.dims == 0:
+        raise Unsketchable("no vectors to sketch" if sample is None else "empty vectors")
+    if sample.dims > MAX_DIMS:
+        raise Unsketchable(f"vectors of {sample.dims:,} values, wider than {MAX_DIMS:,}")
+    std = np.sqrt(m2 / count)
+    scaled = (sample.vectors - mean) / _scale(std)
+    stored = np.clip(scaled, -60000, 60000).astype("<f2")  # float16 tops out at 65,504
+    kept = stored.astype(np.float32)
+    return EmbeddingSketch(
+        rows=len(column),
+        missing=missing,
+        dims=sample.dims,
+        mean=mean.tolist(),
+        std=std.tolist(),
+        sample_rows=int(kept.shape[0]),
+        sample=base64.b64encode(stored.tobytes()).decode("ascii"),
+        bandwidth=median_bandwidth(kept),
+        axis_variance=_axis_variance(kept),
+    )
+
+
+_SLICE = 16_384  # reference rows converted at once when sketching an embedding column
+
+
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """||a_i - b_j||^2 for every pair (float32, >= 0)."""
+    sq_a = np.einsum("ij,ij->i", a, a)
+    sq_b = np.einsum("ij,ij->i", b, b)
+    out = sq_a[:, None] + sq_b[None, :] - 2 * (a @ b.T)
+    return np.maximum(out, 0, out=out)  # type: ignore[no-any-return]
+
+
+def median_bandwidth(vectors: np.ndarray) -> float:
+    """The Gaussian kernel's sigma by the median heuristic: sigma^2 = half the median
+    squared distance between two different vectors of the sample (alibi-detect's rule),
+    so that the kernel is exp(-1) at the median distance."""
+    if vectors.shape[0] < 2:
+        return 1.0
+    d2 = squared_distances(vectors, vectors)[np.triu_indices(vectors.shape[0], 1)]
+    median = float(np.median(d2))
+    return float(np.sqrt(median / 2)) if median > 0 else 1.0
+
+
+def _axis_variance(vectors: np.ndarray) -> float:
+    """The variance along the sample's first principal axis (the largest eigenvalue of its
+    covariance, from the smaller of the two Gram matrices)."""
+    centred = (vectors - vectors.mean(axis=0)).astype(np.float64)
+    n, dims = centred.shape
+    gram = centred.T @ centred if dims <= n else centred @ centred.T
+    top = float(np.linalg.eigvalsh(gram)[-1]) / max(n - 1, 1)
+    return top if top > 0 else 1.0
+
+
+def _scale(std: np.ndarray) -> float:
+    """One scale for every dimension: the root mean square of their sds (1 when all 0)."""
+    rms = float(np.sqrt(np.mean(np.square(std)))) if std.size else 0.0
+    return rms if rms > 0 else 1.0
+
+
 def sketch_column(column: pa.ChunkedArray | pa.Array) -> Sketch | None:
+    """None for a column of a kind not checked; Unsketchable for one whose values are not."""
     kind = kind_of(column.type)
     if kind == "numeric":
         return sketch_numeric(numeric_values(column))
     if kind == "categorical":
         return CategoricalSketch(rows=len(column), counts=category_counts(column))
+    if kind == "embedding":
+        return sketch_embedding(column)
     return None
 
 
@@ -153,4 +377,6 @@ def sketch_from_dict(data: dict[str, Any]) -> Sketch:
     fields = {k: v for k, v in data.items() if k != "kind"}
     if data["kind"] == "numeric":
         return NumericSketch(**fields)
+    if data["kind"] == "embedding":
+        return EmbeddingSketch(**fields)
     return CategoricalSketch(**fields)

@@ -60,7 +60,7 @@ def register(detector: Detector) -> Detector:
 
 
 def detectors_for(kind: str) -> list[Detector]:
-    from conveyor.monitoring import categorical, numeric  # noqa: F401  (they register)
+    from conveyor.monitoring import categorical, embedding, numeric  # noqa: F401  (they register)
 
     return list(_DETECTORS.get(kind, []))
 

@@ -110,7 +110,7 @@ def check(
     if first is None:
         raise DriftInputError("the current data has no rows or columns", "give it a window")
     names = _names(reference, first, columns)
-    window = _Window(reference, names)
+    window = _Window(reference, names, seed)
 
     def test(name: str) -> list[tuple[str, str, Finding]]:
         counted = window.columns[name]
@@ -148,7 +148,7 @@ def check(
 class _Window:
     """The current data as the tests need it, counted batch by batch (sketch.py)."""
 
-    def __init__(self, reference: Reference, names: list[str]) -> None:
+    def __init__(self, reference: Reference, names: list[str], seed: int) -> None:
         self.reference = reference
         self.rows = 0
         self.columns: dict[str, Any] = {}
@@ -158,6 +158,8 @@ class _Window:
             if isinstance(sketch, sketches.NumericSketch):
                 self.columns[n] = sketches.NumericCounts()
                 self.edges[n] = np.asarray(sketch.edges, dtype=np.float64)
+            elif isinstance(sketch, sketches.EmbeddingSketch):  # a seeded reservoir
+                self.columns[n] = sketches.EmbeddingSample(sketch.dims, (seed, _code(n)))
             else:
                 self.columns[n] = collections.Counter()
 
@@ -178,10 +180,35 @@ class _Window:
                 )
             if name in self.edges:
                 self.columns[name].add(sketches.numeric_values(column), self.edges[name])
+            elif isinstance(sketch, sketches.EmbeddingSketch):
+                self.columns[name].add(*_vectors(name, sketch, column))
             else:
                 self.columns[name].update(sketches.category_counts(column))
 
         list(pool.map(count, self.columns))
+
+
+def _vectors(
+    name: str, sketch: sketches.EmbeddingSketch, column: pa.ChunkedArray
+) -> tuple[np.ndarray, int]:
+    """A batch's present vectors and its missing count, checked against the reference's width."""
+    try:
+        vectors, missing = sketches.embedding_vectors(column)
+    except sketches.Unsketchable as why:
+        raise DriftInputError(
+            f"column {name!r} has {why}", f"give vectors of {sketch.dims:,} values"
+        ) from None
+    if vectors.shape[0] and vectors.shape[1] != sketch.dims:
+        raise DriftInputError(
+            f"column {name!r} has vectors of {vectors.shape[1]:,} values, "
+            f"the reference's have {sketch.dims:,}",
+            "compare embeddings made by the same model",
+        )
+    return vectors, missing
+
+
+def _code(name: str) -> int:
+    return zlib.crc32(name.encode())
 
 
 def _names(reference: Reference, first: pa.Table, columns: Sequence[str] | None) -> list[str]:
@@ -211,7 +238,7 @@ def _test_column(
 ) -> Iterable[tuple[str, Finding]]:
     sketch = reference.columns[name]
     current = dict(counted) if isinstance(counted, collections.Counter) else counted
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])  # repeatable per column
+    rng = np.random.default_rng([seed, _code(name)])  # repeatable per column
     for detector in detectors_for(sketch.kind):
         limit = (thresholds or {}).get(name, detector.threshold)
         finding = detector.test(sketch, current, limit, rng)
