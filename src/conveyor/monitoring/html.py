@@ -3,7 +3,9 @@
 `render_html(report)` reads the report dict (REPORT.md, `conveyor.monitor-report/1`) and
 returns a page that needs nothing else: inline CSS, plots as inline SVG, no script, no
 URL, so it opens offline from a file, in a mail attachment or on paper. Top to bottom: a
-headline with the drift verdict, open alerts, health, accuracy, predictions, drift.
+headline with the drift verdict, open alerts, health, accuracy, predictions, drift. This
+module is the page (sections, tables, escaping, how amounts and times read); the plots
+are drawn by `conveyor.monitoring.plots`, which also reads numbers and times for both.
 
 Rules it keeps, and why:
 
@@ -16,27 +18,27 @@ Rules it keeps, and why:
 - The drift table lists every column with its name whole; only the drifted columns
   (else the few nearest their threshold) are plotted, at most `MAX_COLUMN_PLOTS`, so a
   report of 1,000 columns costs a table row per column and a dozen plots.
-- Plots are drawn with matplotlib on a bare `Figure` (no pyplot, no GUI, no global
-  backend), imported inside the call so importing this module stays cheap. Each SVG is
-  salted and its ids prefixed, so the page is deterministic and no two plots share an id.
+- Importing this module loads no matplotlib: the plots import it only when they draw.
 """
 
 from __future__ import annotations
 
-import io
-import itertools
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor.core.units import human_seconds
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+from conveyor.monitoring.plots import (
+    CURRENT,
+    Plots,
+    as_float,
+    bars,
+    is_num,
+    steps,
+    timeline,
+    utc_time,
+)
 
 FORMAT = "conveyor.monitor-report/1"
 MAX_COLUMN_PLOTS = 12  # distributions plotted when many columns drift
@@ -45,7 +47,6 @@ MAX_NAMED_IN_VERDICT = 5
 MAX_HEATMAP_LABELS = 30
 MAX_BARS = 20
 NO_DATA = '<p class="nodata">no data{}</p>'
-REFERENCE, CURRENT, ERROR = "#9aa5b1", "#d9480f", "#c92a2a"
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -75,7 +76,7 @@ tr,figure,dl{break-inside:avoid}*{print-color-adjust:exact;-webkit-print-color-a
 
 def render_html(report: dict[str, Any]) -> str:
     """The whole page for one report dict (REPORT.md); never raises on null figures."""
-    plots = _Plots()
+    plots = Plots()
     drift = report.get("drift")
     ref = _text(report.get("ref") or report.get("model"), "model")
     body = [
@@ -152,7 +153,7 @@ def _alerts(alerts: Any) -> str:
     return _table(head, body)
 
 
-def _health(health: Mapping[str, Any], plots: _Plots) -> str:
+def _health(health: Mapping[str, Any], plots: Plots) -> str:
     if not health:
         return NO_DATA.format("")
     lat, batch = _map(health.get("latency_ms")), _map(health.get("batch_rows"))
@@ -173,24 +174,24 @@ def _health(health: Mapping[str, Any], plots: _Plots) -> str:
     ]
     points = _points(health.get("timeline"))
     lines = [("p50_ms", "p50", "#1c7ed6"), ("p99_ms", "p99", CURRENT)]
-    latency = any(_is_num(p.get(k)) for p in points for k in ("p50_ms", "p99_ms"))
+    latency = any(is_num(p.get(k)) for p in points for k in ("p50_ms", "p99_ms"))
     if not latency and not any(_f0(p.get("requests")) > 0 for p in points):
         plot = NO_DATA.format(" over time: no requests in this window")
     else:
         plot = plots.figure(
             "latency",
             "Latency per request (p50, p99) and requests over time; errors in red",
-            lambda fig: _timeline(fig, points, lines, "latency (ms)", "requests", "errors"),
+            lambda fig: timeline(fig, points, lines, "latency (ms)", "requests", "errors"),
         )
     return _facts(facts) + plot
 
 
-def _accuracy(acc: Mapping[str, Any], plots: _Plots) -> str:
+def _accuracy(acc: Mapping[str, Any], plots: Plots) -> str:
     if not acc or acc.get("accuracy") is None:
         labelled = acc.get("labelled") if acc else None
         why = f": {_count(labelled)} labelled rows in this window" if labelled is not None else ""
         return NO_DATA.format(_e(why))
-    confidence = _f(acc.get("confidence"))  # NaN when missing: then 95%
+    confidence = as_float(acc.get("confidence"))  # NaN when missing: then 95%
     level = round(100 * confidence) if 0 < confidence < 1 else 95
     line = (
         f'<p class="big" id="accuracy-figure"><strong>{_e(_pct(acc["accuracy"]))}</strong> on '
@@ -206,12 +207,12 @@ def _accuracy(acc: Mapping[str, Any], plots: _Plots) -> str:
     head = ["class", ("precision", "n"), ("recall", "n"), ("labels", "n")]
     table = _table(head, rows) if rows else NO_DATA.format(" per class")
     points = _points(acc.get("timeline"))
-    if any(_is_num(p.get("accuracy")) for p in points):
+    if any(is_num(p.get("accuracy")) for p in points):
         band = (acc.get("accuracy"), acc.get("ci"))
         plot = plots.figure(
             "accuracy",
             "Accuracy over time (line; the window's figure and interval shaded) and labels",
-            lambda fig: _timeline(fig, points, [("accuracy", "accuracy", "#1c7ed6")],
+            lambda fig: timeline(fig, points, [("accuracy", "accuracy", "#1c7ed6")],
                                   "accuracy", "labelled", None, band),
         )  # fmt: skip
     else:
@@ -222,7 +223,7 @@ def _accuracy(acc: Mapping[str, Any], plots: _Plots) -> str:
     )  # fmt: skip
 
 
-def _predictions(pred: Mapping[str, Any], plots: _Plots) -> str:
+def _predictions(pred: Mapping[str, Any], plots: Plots) -> str:
     if not pred:
         return NO_DATA.format("")
     conf = _map(pred.get("confidence"))
@@ -233,22 +234,24 @@ def _predictions(pred: Mapping[str, Any], plots: _Plots) -> str:
         ("confidence p50", _pct(conf.get("p50"))),
     ]  # fmt: skip
     current, reference = _map(pred.get("classes")), _map(pred.get("reference_classes"))
-    if not any(_is_num(v) for v in current.values()):
+    if not any(is_num(v) for v in current.values()):
         return _facts(facts) + NO_DATA.format(" on predicted classes")
     labels = sorted(set(current) | set(reference), key=_natural)
     if len(labels) > MAX_BARS:
-        top = sorted(labels, key=lambda k: -max(_f(current.get(k)), _f(reference.get(k)), 0))
+        top = sorted(
+            labels, key=lambda k: -max(as_float(current.get(k)), as_float(reference.get(k)), 0)
+        )
         labels = sorted(top[:MAX_BARS], key=_natural)
     ref = [reference.get(k) for k in labels] if reference else None
     plot = plots.figure(
         "predictions",
         f"Predicted class shares, current vs reference ({len(labels)} classes)",
-        lambda fig: _bars(fig.add_subplot(), labels, ref, [current.get(k) for k in labels]),
+        lambda fig: bars(fig.add_subplot(), labels, ref, [current.get(k) for k in labels]),
     )
     return _facts(facts) + plot
 
 
-def _drift(drift: Any, distributions: Mapping[str, Any], plots: _Plots) -> str:
+def _drift(drift: Any, distributions: Mapping[str, Any], plots: Plots) -> str:
     if not isinstance(drift, Mapping):
         return NO_DATA.format("")
     if drift.get("note"):
@@ -299,138 +302,26 @@ def _drift_row(c: Mapping[str, Any]) -> list[tuple[Any, str]]:
     ]  # fmt: skip
 
 
-def _distribution(column: Mapping[str, Any], dist: Any, plots: _Plots) -> str:
+def _distribution(column: Mapping[str, Any], dist: Any, plots: Plots) -> str:
     name = str(column.get("name"))
     caption = f"{name}: reference (grey) vs window (orange), share of rows"
     d = _map(dist)
     ref, cur = _seq(d.get("reference")), _seq(d.get("current"))
     edges, cats = _seq(d.get("edges")), _seq(d.get("categories"))
-    if ref is None or cur is None or not any(map(_is_num, cur)):
+    if ref is None or cur is None or not any(map(is_num, cur)):
         pass
     elif (
         d.get("kind") == "numeric"
         and edges
-        and all(map(_is_num, edges))
+        and all(map(is_num, edges))
         and len(edges) == len(ref) + 1 == len(cur) + 1
     ):
-        return plots.figure("distribution", caption, lambda f: _steps(f, edges, ref, cur), name)
+        return plots.figure("distribution", caption, lambda f: steps(f, edges, ref, cur), name)
     elif d.get("kind") == "categorical" and cats and len(cats) == len(ref) == len(cur):
         return plots.figure(
-            "distribution", caption, lambda f: _bars(f.add_subplot(), cats, ref, cur), name
+            "distribution", caption, lambda f: bars(f.add_subplot(), cats, ref, cur), name
         )
     return f"<figure><figcaption>{_e(name)}</figcaption>{NO_DATA.format('')}</figure>"
-
-
-# plots ---------------------------------------------------------------------------------
-
-
-class _Plots:
-    """Draws figures as inline SVG, each with its own salt and id prefix."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def figure(
-        self, kind: str, caption: str, draw: Callable[[Figure], Any], column: str = ""
-    ) -> str:
-        import matplotlib
-        from matplotlib.figure import Figure
-
-        self.count += 1
-        prefix = f"plot{self.count}-"
-        with matplotlib.rc_context({
-            "svg.hashsalt": prefix, "svg.fonttype": "none", "font.family": "sans-serif",
-            "font.sans-serif": ["DejaVu Sans"], "font.size": 9, "text.parse_math": False,
-            "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-            "grid.color": "#e4e7eb", "axes.axisbelow": True, "legend.frameon": False,
-            "date.converter": "concise",
-        }):  # fmt: skip
-            fig = Figure(figsize=(6.4, 2.8), layout="constrained")
-            draw(fig)
-            out = io.StringIO()
-            fig.savefig(out, format="svg", metadata={"Date": None})
-        svg = _inline_svg(out.getvalue(), prefix, caption)
-        attrs = f' data-plot="{_e(kind)}"' + (f' data-column="{_e(column)}"' if column else "")
-        return f"<figure{attrs}>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
-
-
-def _inline_svg(svg: str, prefix: str, label: str) -> str:
-    """An SVG file as an element of the page: no prolog or metadata, ids made unique."""
-    svg = svg[svg.index("<svg") :]
-    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)
-    svg = re.sub(r'\s+xmlns(?::xlink)?="[^"]*"', "", svg)
-    ids = set(re.findall(r'\bid="([^"]+)"', svg))
-
-    def unique(m: re.Match[str]) -> str:
-        start, name, end = m.groups()
-        return f"{start}{prefix}{name}{end}" if name in ids else m.group(0)
-
-    svg = re.sub(r'(\bid="|href="#|url\(#)([^")]+)([")])', unique, svg)
-    return svg.replace("<svg", f'<svg role="img" aria-label="{_e(label)}"', 1)
-
-
-def _steps(fig: Figure, edges: Sequence[Any], ref: Sequence[Any], cur: Sequence[Any]) -> None:
-    ax = fig.add_subplot()
-    x = [_f(e) for e in edges]
-    ax.stairs([_f(v) for v in ref], x, fill=True, color=REFERENCE, alpha=0.45, label="reference")
-    ax.stairs([_f(v) for v in cur], x, color=CURRENT, linewidth=1.8, label="window")
-    _percent_axis(ax, "y")
-    ax.legend(loc="upper right")
-
-
-def _bars(ax: Axes, labels: Sequence[Any], ref: Sequence[Any] | None, cur: Sequence[Any]) -> None:
-    x = list(range(len(labels)))
-    width = 0.4 if ref is not None else 0.7
-    if ref is not None:
-        ax.bar(
-            [i - 0.2 for i in x], [_f(v) for v in ref], width, color=REFERENCE, label="reference"
-        )
-    shift = 0.2 if ref is not None else 0.0
-    ax.bar([i + shift for i in x], [_f(v) for v in cur], width, color=CURRENT, label="window")
-    names = [_short(str(k)) for k in labels]
-    tilt = sum(len(k) + 2 for k in names) > 48
-    ax.set_xticks(x, names, rotation=35 if tilt else 0, ha="right" if tilt else "center")
-    ax.grid(axis="x", visible=False)
-    _percent_axis(ax, "y")
-    ax.legend(loc="upper right")
-
-
-def _timeline(
-    fig: Figure,
-    points: list[Mapping[str, Any]],
-    lines: list[tuple[str, str, str]],
-    line_label: str,
-    bar_key: str,
-    red_key: str | None,
-    band: tuple[Any, Any] | None = None,
-) -> None:
-    fig.set_size_inches(7.2, 3.6)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-    x = [_parse(p.get("at")) for p in points]
-    for key, label, colour in lines:  # NaN leaves a gap where a figure is null
-        top.plot(x, [_f(p.get(key)) for p in points], marker=".", color=colour, label=label)
-    if band is not None:
-        value, ci = band
-        if _is_num(value):
-            top.axhline(float(value), color="#52606d", linewidth=0.8, linestyle="--")
-        if isinstance(ci, list | tuple) and len(ci) == 2 and all(map(_is_num, ci)):
-            top.axhspan(float(ci[0]), float(ci[1]), color="#1c7ed6", alpha=0.12, linewidth=0)
-        _percent_axis(top, "y")
-    top.set_ylabel(line_label)
-    top.legend(loc="upper left", ncols=len(lines))
-    step = min((b - a for a, b in itertools.pairwise(x) if b > a), default=timedelta(hours=1))
-    bars = [(bar_key, "#748ffc")] + ([(red_key, ERROR)] if red_key else [])
-    for name, colour in bars:
-        shown = [(at, p[name]) for at, p in zip(x, points, strict=True) if _is_num(p.get(name))]
-        if shown:
-            bottom.bar([a for a, _ in shown], [v for _, v in shown], step * 0.8, color=colour)
-    bottom.set_ylabel(bar_key)
-
-
-def _percent_axis(ax: Axes, which: str) -> None:
-    from matplotlib.ticker import PercentFormatter
-
-    getattr(ax, f"{which}axis").set_major_formatter(PercentFormatter(1.0, decimals=None))
 
 
 # html pieces ---------------------------------------------------------------------------
@@ -508,16 +399,8 @@ def _text(value: Any, missing: str) -> str:
     return missing if value is None else str(value)
 
 
-def _is_num(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _f(value: Any) -> float:
-    return float(value) if _is_num(value) else math.nan
-
-
 def _f0(value: Any) -> float:
-    return float(value) if _is_num(value) else 0.0
+    return float(value) if is_num(value) else 0.0
 
 
 def _seq(value: Any) -> list[Any] | None:
@@ -525,11 +408,11 @@ def _seq(value: Any) -> list[Any] | None:
 
 
 def _count(value: Any) -> str:
-    return f"{round(value):,}" if _is_num(value) else _text(value, "no data")
+    return f"{round(value):,}" if is_num(value) else _text(value, "no data")
 
 
 def _num(value: Any) -> str:
-    if not _is_num(value):
+    if not is_num(value):
         return _text(value, "no data")
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
@@ -537,7 +420,7 @@ def _num(value: Any) -> str:
 
 
 def _pct(value: Any) -> str:
-    if not _is_num(value):
+    if not is_num(value):
         return _text(value, "no data")
     v = 100 * value
     text = f"{v:.2g}%" if 0 < abs(v) < 1 else f"{v:.1f}%"
@@ -545,7 +428,7 @@ def _pct(value: Any) -> str:
 
 
 def _ms(value: Any) -> str:
-    if not _is_num(value):
+    if not is_num(value):
         return _text(value, "no data")
     if value < 1:
         return f"{value * 1000:.0f} µs"
@@ -553,13 +436,13 @@ def _ms(value: Any) -> str:
 
 
 def _p(value: Any) -> str:
-    if not _is_num(value):
+    if not is_num(value):
         return _text(value, "-")
     return f"{value:.2g}" if value < 0.001 else f"{value:.3g}"
 
 
 def _quantiles(m: Mapping[str, Any], keys: Sequence[str], fmt: Callable[[Any], str]) -> str:
-    if not any(_is_num(m.get(k)) for k in keys):
+    if not any(is_num(m.get(k)) for k in keys):
         return "no data"
     return ", ".join(f"{k} {fmt(m.get(k))}" for k in keys)
 
@@ -573,21 +456,16 @@ def _ci(ci: Any, fmt: Callable[[Any], str], level: int = 95, label: str = "CI ")
     return f"({level}% {label}{fmt(ci[0])} to {fmt(ci[1])})"
 
 
-def _parse(value: Any) -> datetime:
-    when = datetime.fromisoformat(str(value))
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def _when(value: Any) -> str:
     try:
-        return _parse(value).strftime("%Y-%m-%d %H:%M UTC")
+        return utc_time(value).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return _text(value, "unknown")
 
 
 def _window(since: Any, until: Any) -> str:
     try:
-        a, b = _parse(since), _parse(until)
+        a, b = utc_time(since), utc_time(until)
     except ValueError:
         return f"{_text(since, '?')} to {_text(until, '?')}"
     seconds = (b - a).total_seconds()
@@ -606,7 +484,7 @@ def _points(timeline: Any) -> list[Mapping[str, Any]]:
     for p in _seq(timeline) or []:
         if isinstance(p, Mapping):
             try:
-                points.append((_parse(p.get("at")), p))
+                points.append((utc_time(p.get("at")), p))
             except ValueError:
                 continue
     return [p for _, p in sorted(points, key=lambda tp: tp[0])]
@@ -625,7 +503,7 @@ def _by_severity(columns: Any) -> list[Mapping[str, Any]]:
     """Furthest past (or nearest to) its threshold first: effect / threshold."""
 
     def key(c: Mapping[str, Any]) -> float:
-        effect, threshold = _f(c.get("effect")), _f(c.get("threshold"))
+        effect, threshold = as_float(c.get("effect")), as_float(c.get("threshold"))
         ratio = effect / threshold if threshold > 0 else effect
         return -ratio if math.isfinite(ratio) else math.inf
 
@@ -638,7 +516,3 @@ def _natural(label: Any) -> tuple[int, float, str]:
         return (0, float(text), text)
     except ValueError:
         return (1, 0.0, text)
-
-
-def _short(label: str, width: int = 18) -> str:
-    return label if len(label) <= width else label[: width - 1] + "…"
