@@ -38,7 +38,18 @@ _NAMES = {
     "load_config": "conveyor.monitoring.rules",
     "Window": "conveyor.monitoring.window",
 }
-__all__ = sorted(_NAMES)
+__all__ = [
+    "DriftReport",
+    "Monitor",
+    "MonitorConfig",
+    "Reference",
+    "Window",
+    "build_report",
+    "check",
+    "compare_datasets",
+    "figures",
+    "load_config",
+]
 
 
 def __getattr__(name: str) -> Any:
