@@ -1,9 +1,10 @@
 """Conveyor's drift engine (conveyor.monitoring.drift), run in the project's .venv.
 
 Tables are pyarrow Tables (numeric float64 with NaN for missing, categorical plain
-strings). The reference side is precomputed with `Reference.from_table` (timed apart, as
-build_s); `check(reference, current, alpha=0.05)` is what rows/s times. Its one
-dataset-level flag is the report's `drift`.
+strings; a vector case is one column "emb" of fixed_size_list<float32>). The reference
+side is precomputed with `Reference.from_table` (timed apart, as build_s);
+`check(reference, current, alpha=0.05)` is what rows/s times. Its one dataset-level flag
+is the report's `drift`.
 
 DRIFT_BENCH_CONVEYOR_MODULE=path/to/file.py loads the engine from that file instead of
 conveyor.monitoring.drift (to try the harness on another implementation); every result
@@ -43,7 +44,10 @@ class Conveyor:
     def __init__(self) -> None:
         self.drift, self.engine = _engine()
 
-    def load(self, t: common.Table, variants: list[str]) -> pa.Table:
+    def load(self, t: common.Table | common.Vectors, variants: list[str]) -> pa.Table:
+        if isinstance(t, common.Vectors):
+            flat = pa.array(t.values.ravel())
+            return pa.table({"emb": pa.FixedSizeListArray.from_arrays(flat, t.values.shape[1])})
         columns: dict[str, pa.Array] = {name: pa.array(v) for name, v in t.numeric.items()}
         for name, codes in t.categorical.items():
             encoded = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(t.vocab[name]))

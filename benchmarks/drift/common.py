@@ -23,6 +23,17 @@ The shifts are planted in the current window only:
   newcat     a share `size` of c0 becomes a category the reference never had
   missing    a share `size` of x2 set to NaN (the reference has none missing)
   corr       corr(x0, x1) from 0.7 to `size`, both marginals unchanged (N(0, 1))
+
+Vector columns (one column "emb" of float32 vectors, `make_vectors`):
+
+  emb-none    384-d sentence-embedding-like vectors, unchanged: 16 latent axes of sds
+              1, 1/sqrt(2), ..., 1/4 along nearly orthogonal random +-1/sqrt(384)
+              directions, plus N(0, 0.1^2) noise in every dimension
+  emb-mean    the mean moved by `size` sds along the first (largest) latent axis
+  img-none    16 x 16 grey images (256-d): a horizontal bar at a random height and a
+              round blob near the top right, random brightness, N(0, 0.05^2) pixel noise
+  img-rotate  every current image turned by `size` degrees (nearest pixel)
+  img-noise   N(0, `size`^2) more pixel noise in every current image
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ import numpy as np
 SEED = 20261204
 RHO = 0.7  # corr(x0, x1) in the reference
 SCENARIOS = ("none", "mean", "variance", "tail", "catfreq", "newcat", "missing", "corr")
+VECTOR_SCENARIOS = ("emb-none", "emb-mean", "img-none", "img-rotate", "img-noise")
 # The columns each scenario changes: the ones a tool should flag.
 PLANTED = {
     "none": [],
@@ -55,6 +67,7 @@ PLANTED = {
     "newcat": ["c0"],
     "missing": ["x2"],
     "corr": ["x0", "x1"],
+    **{name: ["emb"] if not name.endswith("none") else [] for name in VECTOR_SCENARIOS},
 }
 C0_PROBS = (0.40, 0.25, 0.15, 0.12, 0.08)
 
@@ -175,6 +188,99 @@ def make_table(
     return Table(n=n, numeric=numeric, categorical=categorical, vocab=vocabulary(k))
 
 
+@dataclass
+class Vectors:
+    """One window of one vector column, "emb": float32, rows x dims."""
+
+    n: int
+    values: np.ndarray
+
+    columns = ("emb",)
+
+    def fingerprint(self) -> str:
+        h = hashlib.blake2b(digest_size=8)
+        at = np.linspace(0, self.n - 1, 64).astype(np.int64)
+        h.update(np.ascontiguousarray(self.values[at], dtype="<f4").tobytes())
+        return h.hexdigest()
+
+
+EMB_DIMS, EMB_RANK, EMB_NOISE = 384, 16, 0.1
+IMG_SIDE, IMG_NOISE = 16, 0.05
+
+
+def _emb_axes() -> tuple[np.ndarray, np.ndarray]:
+    """The latent axes (+-1/sqrt(384) entries: unit length, nearly orthogonal) and sds."""
+    rng = np.random.default_rng([SEED, EMB_DIMS, EMB_RANK])
+    axes = (rng.integers(0, 2, size=(EMB_RANK, EMB_DIMS)) * 2 - 1) / np.sqrt(float(EMB_DIMS))
+    sds = 1.0 / np.sqrt(np.arange(1, EMB_RANK + 1, dtype=np.float64))
+    return axes, sds
+
+
+def main_axis_sd() -> float:
+    """The sd of the embeddings along their first latent axis (a shift of 1 moves this)."""
+    return float(np.sqrt(1.0 + EMB_NOISE * EMB_NOISE))
+
+
+def make_vectors(
+    n: int, run: int, side: str, scenario: str, size: float = 0.0, seed: int = 0
+) -> Vectors:
+    """The reference or current window of a vector scenario; the same in every process
+    and numpy version (elementwise operations only: no matrix product, exp or cos)."""
+    if scenario not in VECTOR_SCENARIOS:
+        raise ValueError(f"unknown vector scenario {scenario!r}")
+    rng = np.random.default_rng(
+        [SEED, seed, 1, n, run, _code(side), _code(scenario), _code(repr(float(size)))]
+    )
+    shift = scenario if side == "cur" else scenario.split("-")[0] + "-none"
+    if scenario.startswith("emb"):
+        axes, sds = _emb_axes()
+        x = EMB_NOISE * rng.standard_normal((n, EMB_DIMS))
+        latent = rng.standard_normal((n, EMB_RANK))
+        for k in range(EMB_RANK):  # one axis at a time, in order: the same sums everywhere
+            x += (latent[:, k] * sds[k])[:, None] * axes[k][None, :]
+        if shift == "emb-mean":
+            x += (size * main_axis_sd()) * axes[0]
+        return Vectors(n, x.astype(np.float32))
+    return Vectors(n, _images(rng, n, shift, size))
+
+
+def _images(rng: np.random.Generator, n: int, shift: str, size: float) -> np.ndarray:
+    side = IMG_SIDE
+    y, x = np.meshgrid(np.arange(side, dtype=np.float64), np.arange(side, dtype=np.float64))
+    y, x = y.T.ravel(), x.T.ravel()  # pixel i is row y[i], column x[i]
+    height = 8.0 + 1.5 * rng.standard_normal((n, 1))
+    bar = np.maximum(0.0, 1.0 - ((y[None, :] - height) / 1.5) ** 2)
+    bar *= ((x >= 3.0) & (x <= 12.0))[None, :]
+    by = 4.0 + rng.standard_normal((n, 1))
+    bx = 11.0 + rng.standard_normal((n, 1))
+    r2 = ((y[None, :] - by) ** 2 + (x[None, :] - bx) ** 2) / 6.25
+    blob = np.maximum(0.0, 1.0 - r2) ** 2
+    brightness = 1.0 + 0.2 * rng.standard_normal((n, 1))
+    images = brightness * (bar + blob) + IMG_NOISE * rng.standard_normal((n, side * side))
+    if shift == "img-rotate":
+        source = _rotation(size)
+        images = np.where(source >= 0, images[:, np.maximum(source, 0)], 0.0)
+    elif shift == "img-noise":
+        images = images + size * rng.standard_normal((n, side * side))
+    return images.astype(np.float32)
+
+
+def _rotation(degrees: float) -> np.ndarray:
+    """For each pixel of the turned image, the pixel it comes from (-1: outside)."""
+    import math
+
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    centre = (IMG_SIDE - 1) / 2
+    out = np.full(IMG_SIDE * IMG_SIDE, -1, dtype=np.int64)
+    for i in range(IMG_SIDE):
+        for j in range(IMG_SIDE):
+            dy, dx = i - centre, j - centre
+            si, sj = round(centre + c * dy + s * dx), round(centre - s * dy + c * dx)
+            if 0 <= si < IMG_SIDE and 0 <= sj < IMG_SIDE:
+                out[i * IMG_SIDE + j] = si * IMG_SIDE + sj
+    return out
+
+
 # --- the contender side -----------------------------------------------------------------
 
 
@@ -186,8 +292,10 @@ class Contender(Protocol):
 
     engine: str  # what ran: module or package and version
     variants: list[str]  # detectors run side by side on each pair ("" = the one)
+    # and on vector columns (the embedding and image cases); a contender without it runs
+    # one, "" (getattr in variants_of)
 
-    def load(self, t: Table, variants: list[str]) -> Any:
+    def load(self, t: Table | Vectors, variants: list[str]) -> Any:
         """The table in the form the tool's users hold it (arrow, pandas, numpy), as
         much of it as `variants` need."""
         ...
@@ -283,14 +391,11 @@ def stat_task(task: dict[str, Any], contender: Contender) -> dict[str, Any]:
     fingerprint = ""
     tool_s = 0.0
     for run in range(int(task["runs"])):
-        shape = (task["k"], task["n"], run)
-        shift = (task["scenario"], task["size"], task.get("seed", 0))
-        ref = make_table(*shape, "ref", *shift)
-        cur = make_table(*shape, "cur", *shift)
+        ref, cur = window(task, run, "ref"), window(task, run, "cur")
         if run == 0:
             fingerprint = ref.fingerprint() + cur.fingerprint()
         t0 = time.perf_counter()
-        variants = contender.variants
+        variants = variants_of(contender, task)
         ref_data, cur_data = contender.load(ref, variants), contender.load(cur, variants)
         flags: dict[str, bool] = {}
         planted: dict[str, bool] = {}
@@ -312,10 +417,9 @@ def speed_task(task: dict[str, Any], contender: Contender) -> dict[str, Any]:
     task starts (in a fresh process: the interpreter and the libraries), the current
     window's own size, RSS before the first check (the window and the detector held)
     and the peak during it."""
-    k, n, variant = task["k"], task["n"], task.get("variant", "")
-    shift = (task["scenario"], task["size"], task.get("seed", 0))
+    n, variant = task["n"], task.get("variant", "")
     start = rss_mb()
-    ref = contender.load(make_table(k, n, 0, "ref", *shift), [variant])
+    ref = contender.load(window(task, 0, "ref"), [variant])
     gc.collect()
     reset_peak()
     rss0 = rss_mb()
@@ -323,7 +427,7 @@ def speed_task(task: dict[str, Any], contender: Contender) -> dict[str, Any]:
     build_extra = peak_mb() - rss0
     del ref
     gc.collect()
-    cur = contender.load(make_table(k, n, 0, "cur", *shift), [variant])
+    cur = contender.load(window(task, 0, "cur"), [variant])
     gc.collect()
     out: dict[str, Any] = {
         **task,
@@ -359,6 +463,21 @@ def speed_task(task: dict[str, Any], contender: Contender) -> dict[str, Any]:
         process_peak_mb=process_peak_mb(),
     )
     return out
+
+
+def window(task: dict[str, Any], run: int, side: str) -> Table | Vectors:
+    """Run `run`'s reference or current window of a task: a table, or a vector column."""
+    shift = (task["scenario"], task["size"], task.get("seed", 0))
+    if task["scenario"] in VECTOR_SCENARIOS:
+        return make_vectors(task["n"], run, side, *shift)
+    return make_table(task["k"], task["n"], run, side, *shift)
+
+
+def variants_of(contender: Contender, task: dict[str, Any]) -> list[str]:
+    """The detectors a contender runs side by side on a task's pairs."""
+    if task["scenario"] in VECTOR_SCENARIOS:
+        return list(getattr(contender, "vector_variants", [""]))
+    return contender.variants
 
 
 def timed(fn: Any, *a: Any, **kw: Any) -> tuple[Any, float]:

@@ -1,11 +1,14 @@
 """Drift benchmark driver: Conveyor, Evidently and alibi-detect side by side in one run.
 
 .venv/bin/python benchmarks/drift/run.py [--quick] [--only conveyor,alibi,evidently]
+    [--part tabular,embedding]
 
 Makes the rival environments (setup.sh) the first time, runs each contender as its own
 process, one at a time (each loops over all its runs, so an environment's start-up is paid
 once), on tables each builds from the same seeds (common.py), and writes results.md (or
-results-quick.md with --quick). Raw results and logs: benchmarks/.data/drift/runs/<time>/.
+results-quick.md with --quick) for the tabular part and results-embedding.md
+(results-embedding-quick.md) for the embedding and image part (embedding_case.py).
+Raw results and logs: benchmarks/.data/drift/runs/<time>/.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+import embedding_case
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -133,6 +138,12 @@ def contender_tasks(
     out = []
     for task in tasks:
         t = dict(task)
+        if "variants" in t:  # a vector speed task: the detectors each contender times
+            mine = t.pop("variants").get(name, [])
+            if name == "evidently":
+                t["repeat"] = 1  # its report alone takes longer than the others' repeats
+            out += [t | {"id": t["id"] + (f"-{v}" if v else ""), "variant": v} for v in mine]
+            continue
         if t["kind"] == "stat":
             t["runs"] = task["runs"][name]
             if not t["runs"]:
@@ -212,16 +223,18 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=0, help="per process, s (default: by size)")
     p.add_argument("--output", type=Path, default=None)
     p.add_argument("--render", type=Path, default=None, help="only redo the table of RUN_DIR")
+    p.add_argument(
+        "--part", default="tabular,embedding", help="tabular, embedding or both (comma-separated)"
+    )
     a = p.parse_args()
     if a.render:
         saved = json.loads((a.render / "records.json").read_text())
-        table = render(
-            saved["records"], saved["names"], saved["quick"], saved["started"], saved["ended"]
-        )
-        output = a.output or HERE / ("results-quick.md" if saved["quick"] else "results.md")
-        output.write_text(table)
-        print(f"drift: wrote {output}")
+        write_tables(saved["records"], saved["names"], saved["quick"], saved["started"],
+                     saved["ended"], a.output)  # fmt: skip
         return
+    parts = {x for x in a.part.split(",") if x}
+    if not parts or parts - {"tabular", "embedding"}:
+        raise SystemExit(f"--part: tabular, embedding or both, not {a.part!r}")
     names = [x for x in a.only.split(",") if x]
     for name in names:
         if name not in CONTENDERS:
@@ -231,7 +244,9 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     work = DATA / "runs" / (stamp + ("-quick" if a.quick else ""))
     work.mkdir(parents=True, exist_ok=True)
-    tasks = plan(a.quick)
+    tasks = (plan(a.quick) if "tabular" in parts else []) + (
+        embedding_case.plan(a.quick) if "embedding" in parts else []
+    )
     timeout = a.timeout or (900 if a.quick else 3600)
     started = time.time()
     records: list[dict[str, Any]] = []
@@ -247,11 +262,33 @@ def main() -> None:
     ended = time.time()
     meta = {"quick": a.quick, "names": names, "started": started, "ended": ended}
     (work / "records.json").write_text(json.dumps({**meta, "records": records}))
-    table = render(records, names, a.quick, started, ended)
-    output = a.output or HERE / ("results-quick.md" if a.quick else "results.md")
-    output.write_text(table)
-    print(table)
-    print(f"drift: wrote {output}; raw records in {work}", flush=True)
+    write_tables(records, names, a.quick, started, ended, a.output)
+    print(f"drift: raw records in {work}", flush=True)
+
+
+def write_tables(
+    records: list[dict[str, Any]],
+    names: list[str],
+    quick: bool,
+    started: float,
+    ended: float,
+    output: Path | None,
+) -> None:
+    """results.md from the tabular records (or `output`), results-embedding.md from the
+    vector ones; each only when its part ran."""
+    vector = [r for r in records if embedding_case.is_vector(r)]
+    tabular = [r for r in records if not embedding_case.is_vector(r)]
+    suffix = "-quick" if quick else ""
+    if tabular:
+        path = output or HERE / f"results{suffix}.md"
+        path.write_text(render(tabular, names, quick, started, ended))
+        print(f"drift: wrote {path}")
+    if vector:
+        path = HERE / f"results-embedding{suffix}.md"
+        table = embedding_case.render(vector, names, quick, started, ended, sys.modules[__name__])
+        path.write_text(table)
+        print(table)
+        print(f"drift: wrote {path}")
 
 
 # --- the tables -------------------------------------------------------------------------
