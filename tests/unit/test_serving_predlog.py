@@ -66,6 +66,7 @@ def test_the_log_holds_each_answered_row_as_answered(tmp_path: Path) -> None:
     app = create_app(options, source, ws.meta, ws.objects)
     rows = np.random.default_rng(0).normal(size=(4, 4)).round(3).tolist()
     sent: list[tuple[str, list[Any], list[Any]]] = []  # request id, inputs, answers
+    refused: list[str] = []
 
     async def main() -> None:
         await app.handlers.router.start([parse_ref(m) for m in options.models])
@@ -84,8 +85,9 @@ def test_the_log_holds_each_answered_row_as_answered(tmp_path: Path) -> None:
             status, values = await _post(app, "/predict/r", {"rows": rows[2:]})
             assert status == 200
             sent.append((values["request_id"], rows[2:], values["predictions"]))
-            status, _ = await _post(app, "/predict/m", {"rows": [[1.0, "x", 2.0, 3.0]]})
-            assert status == 422  # refused: not logged
+            status, bad = await _post(app, "/predict/m", {"rows": [[1.0, "x", 2.0, 3.0]]})
+            assert status == 422  # refused: logged as one row with its status, no features
+            refused.append(bad["request_id"])
             v2 = {
                 "id": "v2-1",
                 "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": rows[0]}],
@@ -102,15 +104,19 @@ def test_the_log_holds_each_answered_row_as_answered(tmp_path: Path) -> None:
     app.state.predictions.close()
 
     logged = {m: read_predictions(ws.meta, ws.objects, m).to_pylist() for m in ("m", "t", "r")}
-    assert [len(logged[m]) for m in ("m", "t", "r")] == [5, 2, 2]
+    assert [len(logged[m]) for m in ("m", "t", "r")] == [6, 2, 2]
     by_id: dict[str, list[dict[str, Any]]] = {}
     for row in logged["m"] + logged["t"] + logged["r"]:
         by_id.setdefault(row["request_id"], []).append(row)
+    [failed] = by_id.pop(refused[0])
+    assert (failed["status"], failed["error"], failed["row"]) == (422, "InvalidInputError", 0)
+    assert failed["features"] is None and failed["label"] is None and failed["batch_rows"] == 0
     for rid, inputs, answers in sent:
         got = sorted(by_id.pop(rid), key=lambda r: r["row"])
         assert [r["row"] for r in got] == list(range(len(inputs)))
         for row, given, answer in zip(got, inputs, answers, strict=True):
-            assert row["version"] == 1 and row["role"] == "primary"
+            assert row["version"] == 1 and row["role"] == "primary" and row["status"] == 200
+            assert row["error"] is None and row["batch_rows"] >= len(inputs)
             assert start <= row["at"].timestamp() <= end and row["latency_ms"] > 0
             values = list(given.values()) if isinstance(given, dict) else given
             np.testing.assert_allclose(row["features"], values, rtol=1e-6)
