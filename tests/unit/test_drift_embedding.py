@@ -82,6 +82,21 @@ def test_a_clear_shift_in_384_dimensions_is_found_and_read_in_sds() -> None:
     assert mmd.finding.detail["sample_current"] == 2000
 
 
+def test_a_clear_shift_passes_holm_among_100_other_columns() -> None:
+    rng = np.random.default_rng(10)
+
+    def with_numbers(x: np.ndarray) -> pa.Table:
+        numbers = {f"x{i}": rng.normal(size=x.shape[0]) for i in range(100)}
+        return pa.table({"emb": column(x), **numbers})
+
+    reference = Reference.from_table(with_numbers(embeddings(rng, 2000)))
+    report = check(reference, with_numbers(embeddings(rng, 2000, shift=0.5)))
+    mmd = report.columns[0]
+    assert mmd.name == "emb" and mmd.drift  # beyond all 2,000 permutations: the fitted tail
+    assert mmd.finding.p_value is not None and mmd.finding.p_value < 1 / 2001 / 101
+    assert [c.name for c in report.drifted] == ["emb"]
+
+
 def test_added_noise_is_found_too() -> None:
     rng = np.random.default_rng(3)
     reference = Reference.from_table(table(embeddings(rng, 3000)))
