@@ -11,7 +11,8 @@ import pytest
 
 from conveyor.core.errors import DriftInputError
 from conveyor.data.sketch import EmbeddingSample, kind_of
-from conveyor.monitoring.drift import Reference, check
+from conveyor.monitoring.detector import Finding
+from conveyor.monitoring.drift import ColumnDrift, Reference, check
 
 DIMS, RANK = 384, 16
 _BASIS = np.linalg.qr(np.random.default_rng(0).standard_normal((DIMS, RANK)))[0].T
@@ -126,7 +127,8 @@ def test_the_reference_is_json_and_gives_the_same_report() -> None:
     assert stored == reference  # exact: floats as JSON numbers, the sample as its bytes
     sketch = stored.columns["emb"]
     assert np.array_equal(sketch.vectors, reference.columns["emb"].vectors)
-    assert sketch.vectors.shape == (1000, DIMS) and len(text) < 1.1e6  # float16, base64
+    # float16 sample in base64 (1.0 MB) + 8 projections (edges + cdf, 0.2 MB) + axes (16 KB)
+    assert sketch.vectors.shape == (1000, DIMS) and len(text) < 1.35e6
     current = table(embeddings(rng, 3000, shift=0.3)).append_column(
         "x", pa.array(rng.normal(size=3000))
     )
@@ -191,3 +193,78 @@ def test_the_reservoir_is_uniform_and_bounded() -> None:
     assert kept.shape == (500,) and np.unique(kept).size == 500 and sample.present == 100_000
     # a uniform sample of 0..99,999: its mean within 4 standard errors of 49,999.5
     assert abs(kept.mean() - 49_999.5) < 4 * 28_867.5 / math.sqrt(500)
+
+
+def _projections(column: ColumnDrift) -> tuple[Finding, bool]:
+    found = [(f, drifted) for f, _, drifted in column.checks if f.test == "projections"]
+    assert len(found) == 1, [f.test for f, _, _ in column.checks]
+    return found[0]
+
+
+def test_projections_find_a_small_shift_the_sample_cannot() -> None:
+    rng = np.random.default_rng(11)
+    reference = Reference.from_table(table(embeddings(rng, 6000)))  # 5,000 outside the sample
+    sketch = reference.columns["emb"]
+    assert len(sketch.projections) == 8 and sketch.projections[0].present == 5000
+    column = check(reference, table(embeddings(rng, 5000, shift=0.1))).columns[0]
+    projections, drifted = _projections(column)
+    assert drifted and column.drift and column.finding.test == "projections"
+    assert projections.detail["axis"] == 0 and projections.detail["axis_share"] > 0.1
+    assert projections.effect_ci is not None
+    low, high = projections.effect_ci
+    assert 0.05 < low < 0.1 < high  # a 0.1-sd shift reads 0.1, in the axis's sds
+    assert projections.n_reference == 5000 and projections.n_current == 5000
+
+
+def test_projections_false_alarms_stay_at_or_below_alpha() -> None:
+    rng = np.random.default_rng(12)
+    runs, n = 100, 100
+    alarms, small, columns = 0, 0, 0
+    for run in range(runs):
+        reference = Reference.from_table(table(embeddings(rng, 1000 + n)))  # n outside
+        column = check(reference, table(embeddings(rng, n)), seed=run).columns[0]
+        projections, drifted = _projections(column)
+        assert projections.n_reference == n and projections.p_value is not None
+        alarms += drifted
+        small += projections.p_value < 0.05
+        columns += column.drift
+    for name, hits in (("alarms", alarms), ("p < 0.05", small), ("column alarms", columns)):
+        low, high = wilson(hits, runs)
+        message = f"{name}: {hits}/{runs} = {hits / runs:.3f} [{low:.3f}, {high:.3f}]"
+        # alarms at or below alpha; the p-value calibrated: not demonstrably above alpha
+        assert (low if name == "p < 0.05" else hits / runs) <= 0.05, message
+
+
+def test_projections_do_not_alarm_on_a_negligible_shift_in_20_000_rows() -> None:
+    rng = np.random.default_rng(13)
+    reference = Reference.from_table(table(embeddings(rng, 20_000)))
+    batches = (table(embeddings(rng, 10_000, shift=0.02)) for _ in range(2))
+    projections, drifted = _projections(check(reference, batches).columns[0])
+    assert projections.n_reference == 19_000 and projections.n_current == 20_000
+    assert projections.effect_ci is not None and projections.effect_ci[0] <= 0.05
+    assert not drifted
+
+
+def test_projections_round_trip_and_older_sketches_skip_them() -> None:
+    rng = np.random.default_rng(14)
+    reference = Reference.from_table(table(embeddings(rng, 2000)))
+    stored = Reference.from_dict(json.loads(json.dumps(reference.to_dict())))
+    assert stored == reference
+    sketch = stored.columns["emb"]
+    assert np.array_equal(sketch.axis_vectors, reference.columns["emb"].axis_vectors)
+    assert sketch.axis_vectors.shape == (8, DIMS)
+    assert np.allclose(np.linalg.norm(sketch.axis_vectors, axis=1), 1, atol=1e-6)
+    current = table(embeddings(rng, 2000, shift=0.3))
+    assert check(stored, current).to_dict() == check(reference, current).to_dict()
+    older = reference.to_dict()
+    for key in ("axes", "axis_shares", "projections"):
+        del older["columns"]["emb"][key]  # a sketch made before projections
+    old = Reference.from_dict(older)
+    assert old.columns["emb"].projections == []
+    column = check(old, current).columns[0]
+    assert [f.test for f, _, _ in column.checks] == ["mmd"] and column.drift
+    new = check(reference, current).columns[0].checks[0][0]
+    assert column.checks[0][0] == new  # the MMD reads the same
+    # a reference no larger than its sample has nothing outside it to project
+    small = Reference.from_table(table(embeddings(rng, 1000)))
+    assert small.columns["emb"].projections == []

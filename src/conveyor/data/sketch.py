@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -29,6 +29,7 @@ MAX_CATEGORIES = 1000  # beyond this a string column is an identifier, not a cat
 MISSING = "(missing)"
 SAMPLE_REFERENCE = 1000  # reference vectors an embedding sketch keeps
 SAMPLE_CURRENT = 2000  # current vectors a window keeps (a reservoir)
+AXES = 8  # principal axes an embedding sketch projects every reference vector onto
 MAX_DIMS = 4096  # wider vectors are skipped: reduce them first
 
 
@@ -67,7 +68,14 @@ class EmbeddingSketch:
     per-dimension sds, one number, so distances keep their geometry), stored as
     little-endian float16 in base64 (spec: monitoring/DRIFT.md). `bandwidth` (the
     Gaussian kernel's sigma, median heuristic) and `axis_variance` (the variance along the
-    sample's first principal axis) are in those scaled units, fixed once here."""
+    sample's first principal axis) are in those scaled units, fixed once here.
+
+    `axes`: the sample's top 8 principal axes (unit rows, float32 little-endian, base64,
+    len(projections) x dims), `axis_shares` their shares of the sample's variance, and
+    `projections` a NumericSketch per axis of the scaled reference vectors projected on
+    it: every present vector outside the sample (the axes are fitted on the sample, whose
+    own spread along them is inflated). Empty when the reference has no vector outside
+    the sample, and in sketches made before them."""
 
     kind = "embedding"
     rows: int
@@ -79,10 +87,23 @@ class EmbeddingSketch:
     sample: str  # base64 of float16 little-endian, row-major (sample_rows x dims)
     bandwidth: float
     axis_variance: float
+    axes: str = ""
+    axis_shares: list[float] = field(default_factory=list)
+    projections: list[NumericSketch] = field(default_factory=list)
 
     @property
     def present(self) -> int:
         return self.rows - self.missing
+
+    @cached_property
+    def axis_vectors(self) -> np.ndarray:
+        """The principal axes as stored (float64, len(projections) x dims)."""
+        raw = np.frombuffer(base64.b64decode(self.axes), dtype="<f4")
+        return raw.astype(np.float64).reshape(len(self.projections), self.dims)
+
+    def project(self, values: np.ndarray) -> np.ndarray:
+        """Vectors (k x dims, unscaled) on the axes: k x len(projections), float64."""
+        return self.scaled(values).astype(np.float64) @ self.axis_vectors.T  # type: ignore[no-any-return]
 
     @property
     def scale(self) -> float:
@@ -100,7 +121,9 @@ class EmbeddingSketch:
         return ((values - centre) / np.float32(self.scale)).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
+        out = {"kind": self.kind, **asdict(self)}
+        out["projections"] = [p.to_dict() for p in self.projections]
+        return out
 
 
 Sketch = NumericSketch | CategoricalSketch | EmbeddingSketch
@@ -149,7 +172,9 @@ class EmbeddingSample:
     (Algorithm R: after it fills, the t-th vector replaces a random slot with probability
     capacity / t, so every vector seen is kept with the same chance), per-dimension sums,
     and the counts. Memory is capacity x dims floats whatever the window's size; batches
-    give the same sample as the whole window (one uniform draw per vector, in order)."""
+    give the same sample as the whole window (one uniform draw per vector, in order).
+    `projected`: every present vector of the window on the reference's principal axes,
+    counted against each axis's edges (drift.py fills it)."""
 
     dims: int
     seed: Sequence[int] = (0,)
@@ -159,6 +184,7 @@ class EmbeddingSample:
     present: int = 0
     sums: np.ndarray | None = None
     kept: np.ndarray | None = None
+    projected: list[NumericCounts] = field(default_factory=list)  # per axis, when sketched
     _rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -283,6 +309,7 @@ def sketch_embedding(column: pa.ChunkedArray | pa.Array) -> EmbeddingSketch:
     merged slice by slice (Chan's update), so a large reference costs a slice of memory
     beyond its Arrow column."""
     sample: EmbeddingSample | None = None
+    places = EmbeddingSample(2, (0,), SAMPLE_REFERENCE)  # the same draws: which are kept
     count, missing, mean, m2 = 0, 0, np.zeros(0), np.zeros(0)
     for start in range(0, len(column), _SLICE):
         vectors, gone = embedding_vectors(column.slice(start, _SLICE))
@@ -296,6 +323,7 @@ def sketch_embedding(column: pa.ChunkedArray | pa.Array) -> EmbeddingSketch:
         elif dims != sample.dims:
             raise Unsketchable(f"vectors of {sample.dims:,} and of {dims:,} values, not one width")
         sample.add(vectors, 0)
+        places.add(_places(count, k), 0)
         part = vectors.mean(axis=0, dtype=np.float64)
         part_m2 = np.square(vectors - part.astype(np.float32), dtype=np.float64).sum(axis=0)
         delta = part - mean
@@ -310,7 +338,7 @@ def sketch_embedding(column: pa.ChunkedArray | pa.Array) -> EmbeddingSketch:
     scaled = (sample.vectors - mean) / _scale(std)
     stored = np.clip(scaled, -60000, 60000).astype("<f2")  # float16 tops out at 65,504
     kept = stored.astype(np.float32)
-    return EmbeddingSketch(
+    sketch = EmbeddingSketch(
         rows=len(column),
         missing=missing,
         dims=sample.dims,
@@ -321,6 +349,62 @@ def sketch_embedding(column: pa.ChunkedArray | pa.Array) -> EmbeddingSketch:
         bandwidth=median_bandwidth(kept),
         axis_variance=_axis_variance(kept),
     )
+    if count <= kept.shape[0]:
+        return sketch  # every vector is in the sample: none left to project out of it
+    axes, shares = principal_axes(kept, AXES)
+    stored_axes = axes.astype("<f4")
+    in_sample = places.vectors.astype(np.int64) @ np.array([_HIGH, 1])
+    projected = _project_outside(column, sketch, stored_axes.astype(np.float64), in_sample)
+    return replace(
+        sketch,
+        axes=base64.b64encode(stored_axes.tobytes()).decode("ascii"),
+        axis_shares=shares.tolist(),
+        projections=[sketch_numeric(projected[:, j]) for j in range(axes.shape[0])],
+    )
+
+
+_HIGH = 1 << 16  # a vector's place, as two float32s that hold it exactly: place // _HIGH, rest
+
+
+def _places(start: int, k: int) -> np.ndarray:
+    """Places start..start + k - 1 as rows of two exact float32s (high, low)."""
+    t = np.arange(start, start + k, dtype=np.int64)
+    return np.stack([t // _HIGH, t % _HIGH], axis=1).astype(np.float32)
+
+
+def _project_outside(
+    column: pa.ChunkedArray | pa.Array,
+    sketch: EmbeddingSketch,
+    axes: np.ndarray,
+    in_sample: np.ndarray,
+) -> np.ndarray:
+    """Every present vector not in the sample, scaled, on the axes (a second read)."""
+    parts, seen = [], 0
+    for start in range(0, len(column), _SLICE):
+        vectors, _ = embedding_vectors(column.slice(start, _SLICE))
+        place = np.arange(seen, seen + vectors.shape[0])
+        seen += vectors.shape[0]
+        outside = ~np.isin(place, in_sample)
+        parts.append(sketch.scaled(vectors[outside]).astype(np.float64) @ axes.T)
+    return np.concatenate(parts)
+
+
+def principal_axes(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top k principal axes of a sample (unit rows, sign fixed so that each one's
+    largest coordinate is positive) and their shares of its total variance."""
+    centred = (vectors - vectors.mean(axis=0)).astype(np.float64)
+    n, dims = centred.shape
+    small = dims <= n  # the eigenvectors of the smaller Gram matrix
+    variance, vectors_ = np.linalg.eigh(centred.T @ centred if small else centred @ centred.T)
+    variance, vectors_ = np.clip(variance[::-1], 0, None), vectors_[:, ::-1]
+    k = min(k, int(np.sum(variance > 1e-12 * max(float(variance[0]), 1e-300))))
+    if small:
+        axes = vectors_[:, :k].T
+    else:  # u_i = X v_i / s_i, so v_i = X' u_i / s_i
+        axes = (centred.T @ vectors_[:, :k] / np.sqrt(variance[:k])).T
+        axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    signs = np.sign(axes[np.arange(k), np.argmax(np.abs(axes), axis=1)])
+    return axes * signs[:, None], variance[:k] / max(float(variance.sum()), 1e-300)
 
 
 _SLICE = 16_384  # reference rows converted at once when sketching an embedding column
@@ -378,5 +462,10 @@ def sketch_from_dict(data: dict[str, Any]) -> Sketch:
     if data["kind"] == "numeric":
         return NumericSketch(**fields)
     if data["kind"] == "embedding":
-        return EmbeddingSketch(**fields)
+        projections = [NumericSketch(**_without_kind(p)) for p in fields.pop("projections", [])]
+        return EmbeddingSketch(**fields, projections=projections)
     return CategoricalSketch(**fields)
+
+
+def _without_kind(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != "kind"}

@@ -60,7 +60,12 @@ def register(detector: Detector) -> Detector:
 
 
 def detectors_for(kind: str) -> list[Detector]:
-    from conveyor.monitoring import categorical, embedding, numeric  # noqa: F401  (they register)
+    from conveyor.monitoring import (  # noqa: F401  (they register)
+        categorical,
+        embedding,
+        numeric,
+        projections,
+    )
 
     return list(_DETECTORS.get(kind, []))
 

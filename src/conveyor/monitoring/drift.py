@@ -153,13 +153,17 @@ class _Window:
         self.rows = 0
         self.columns: dict[str, Any] = {}
         self.edges: dict[str, np.ndarray] = {}  # numeric columns' edges, as arrays once
+        self.axis_edges: dict[str, list[np.ndarray]] = {}  # embedding columns' projections'
         for n in names:
             sketch = reference.columns[n]
             if isinstance(sketch, sketches.NumericSketch):
                 self.columns[n] = sketches.NumericCounts()
                 self.edges[n] = np.asarray(sketch.edges, dtype=np.float64)
             elif isinstance(sketch, sketches.EmbeddingSketch):  # a seeded reservoir
-                self.columns[n] = sketches.EmbeddingSample(sketch.dims, (seed, _code(n)))
+                sample = sketches.EmbeddingSample(sketch.dims, (seed, _code(n)))
+                sample.projected = [sketches.NumericCounts() for _ in sketch.projections]
+                self.axis_edges[n] = [np.asarray(p.edges) for p in sketch.projections]
+                self.columns[n] = sample
             else:
                 self.columns[n] = collections.Counter()
 
@@ -181,7 +185,12 @@ class _Window:
             if name in self.edges:
                 self.columns[name].add(sketches.numeric_values(column), self.edges[name])
             elif isinstance(sketch, sketches.EmbeddingSketch):
-                self.columns[name].add(*_vectors(name, sketch, column))
+                vectors, missing = _vectors(name, sketch, column)
+                self.columns[name].add(vectors, missing)
+                if sketch.projections and vectors.shape[0]:  # every vector, on each axis
+                    projected = sketch.project(vectors)
+                    for j, edges in enumerate(self.axis_edges[name]):
+                        self.columns[name].projected[j].add(projected[:, j], edges)
             else:
                 self.columns[name].update(sketches.category_counts(column))
 
