@@ -21,7 +21,7 @@ from conveyor.monitoring.detector import (
     not_enough,
     register,
 )
-from conveyor.monitoring.shares import share_change
+from conveyor.monitoring.numeric import MissingShare
 
 PERMUTATIONS = 2000  # at most: the smallest p-value they can give is 1/2001, < 0.05/100
 STOP_AFTER = 20  # permuted values at or above the observed one: then the p-value is known
@@ -208,34 +208,5 @@ def _largest_mean_shifts(reference: EmbeddingSketch, current: EmbeddingSample) -
     return [{"dimension": int(i), "shift_sd": float(moved[i])} for i in top]
 
 
-class MissingVectors:
-    """The share of missing vectors (null, or with a NaN inside), when either side has any
-    (shares.py), as numeric columns' missing values are tested."""
-
-    name = "missing"
-    kind = "embedding"
-    effect = "Cohen's h"
-    threshold = 0.1
-
-    def test(
-        self,
-        reference: EmbeddingSketch,
-        current: EmbeddingSample,
-        threshold: float,
-        rng: np.random.Generator,
-    ) -> Finding | None:
-        if reference.missing == 0 and current.missing == 0:
-            return None
-        return share_change(
-            self.name,
-            reference.missing,
-            reference.rows,
-            current.missing,
-            current.rows,
-            threshold,
-            rng,
-        )
-
-
 register(MaximumMeanDiscrepancy())
-register(MissingVectors())
+register(MissingShare("embedding"))  # missing vectors, as numbers' missing values

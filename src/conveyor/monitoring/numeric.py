@@ -101,17 +101,20 @@ def _wasserstein(
 
 
 class MissingShare:
-    """The share of missing values (null or NaN), when either side has any (shares.py)."""
+    """The share of missing values (null or NaN; for embeddings, vectors that are null or
+    hold a NaN), when either side has any (shares.py). One class, registered per kind."""
 
     name = "missing"
-    kind = "numeric"
     effect = "Cohen's h"
     threshold = 0.1
 
+    def __init__(self, kind: str = "numeric") -> None:
+        self.kind = kind
+
     def test(
         self,
-        reference: NumericSketch,
-        current: NumericCounts,
+        reference: Any,
+        current: Any,
         threshold: float,
         rng: np.random.Generator,
     ) -> Finding | None:
